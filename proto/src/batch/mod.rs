@@ -1,0 +1,1 @@
+//! Record batches: Kafka RecordBatch v2 layout, builder, validator and record iterator.

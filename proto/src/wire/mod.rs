@@ -1,0 +1,1 @@
+//! The native wire protocol: framing, request/response headers, api messages, error codes.
