@@ -1,0 +1,700 @@
+//! Broker configuration: command-line flags, an optional TOML file with the same keys, defaults,
+//! and validation.
+//!
+//! This module owns [`Config`], the fully resolved and validated settings every other module
+//! reads. Precedence is flag, then file, then built-in default. Invariant: a [`Config`] that
+//! [`Config::resolve`] returned satisfies every bound checked in [`Config::validate`]; code that
+//! holds one never re-checks them. Nothing here does I/O except reading the `--config` file once at
+//! start-up.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use clap::Parser;
+use serde::Deserialize;
+
+/// Errors found while reading or checking the configuration.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The `--config` file could not be read.
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        /// The file that failed.
+        path: PathBuf,
+        /// Why it failed.
+        source: std::io::Error,
+    },
+    /// The `--config` file is not valid TOML or has an unknown key or a wrongly typed value.
+    #[error("cannot parse config file {path}: {message}")]
+    Parse {
+        /// The file that failed.
+        path: PathBuf,
+        /// The TOML parser's explanation.
+        message: String,
+    },
+    /// A setting is outside its allowed range.
+    #[error("invalid setting {key} = {value}: {reason}")]
+    Invalid {
+        /// The flag / key name.
+        key: &'static str,
+        /// The rejected value, as text.
+        value: String,
+        /// What the allowed range is.
+        reason: String,
+    },
+}
+
+/// A topic's durability policy: when an append is acknowledged relative to `fdatasync`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub enum FlushSetting {
+    /// Acknowledge after `fdatasync` (concurrent appends share one: group commit).
+    Always,
+    /// Acknowledge after the write; `fdatasync` at least every `interval_ms` milliseconds.
+    Interval {
+        /// The longest time unflushed data may wait, in milliseconds.
+        interval_ms: u64,
+    },
+    /// Acknowledge after the write; the operating system decides when to flush.
+    Never,
+}
+
+impl std::str::FromStr for FlushSetting {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        match text {
+            "always" => Ok(FlushSetting::Always),
+            "never" => Ok(FlushSetting::Never),
+            other => {
+                let ms = other.strip_prefix("interval:").ok_or_else(|| {
+                    format!("expected always, never or interval:<ms>, got {other:?}")
+                })?;
+                let interval_ms: u64 = ms
+                    .parse()
+                    .map_err(|_| format!("interval:<ms> needs a whole number of ms, got {ms:?}"))?;
+                if interval_ms == 0 {
+                    return Err("interval:<ms> needs at least 1 ms".to_string());
+                }
+                Ok(FlushSetting::Interval { interval_ms })
+            }
+        }
+    }
+}
+
+impl std::fmt::Display for FlushSetting {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            FlushSetting::Always => f.write_str("always"),
+            FlushSetting::Never => f.write_str("never"),
+            FlushSetting::Interval { interval_ms } => write!(f, "interval:{interval_ms}"),
+        }
+    }
+}
+
+impl TryFrom<String> for FlushSetting {
+    type Error = String;
+
+    fn try_from(text: String) -> Result<Self, Self::Error> {
+        text.parse()
+    }
+}
+
+impl From<FlushSetting> for String {
+    fn from(flush: FlushSetting) -> String {
+        flush.to_string()
+    }
+}
+
+/// Settings a new topic gets when its creation request leaves them out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct TopicDefaults {
+    /// Partition count.
+    pub partitions: u32,
+    /// Durability policy.
+    pub flush: FlushSetting,
+    /// Delete the oldest segments once a partition holds more than this many bytes; 0 = no limit.
+    pub retention_bytes_max: u64,
+    /// Delete segments whose newest record is older than this, in milliseconds; 0 = no limit.
+    pub retention_ms_max: u64,
+    /// Roll to a new segment once the active one holds this many bytes.
+    pub segment_bytes_max: u64,
+    /// Roll to a new segment once the active one is this old, in milliseconds; 0 = never.
+    pub segment_ms_max: u64,
+}
+
+/// The resolved, validated broker configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    /// Directory holding the topic catalog and every partition's segments.
+    pub data_dir: PathBuf,
+    /// The shared client address (SO_REUSEPORT on every shard); shard `i` also listens on
+    /// `port + 1 + i`, or on an ephemeral port when this port is 0.
+    pub listen: SocketAddr,
+    /// Address of the Prometheus `/metrics` HTTP endpoint.
+    pub metrics_listen: SocketAddr,
+    /// Number of shards (one glommio executor each).
+    pub cores: usize,
+    /// File to write the bound addresses to once the broker serves.
+    pub ready_file: Option<PathBuf>,
+    /// Largest accepted request frame, in bytes, length prefix included.
+    pub frame_bytes_max: u32,
+    /// Largest accepted record batch, in bytes.
+    pub batch_bytes_max: u32,
+    /// Connections each shard accepts at once; more are closed on accept.
+    pub connections_max: u32,
+    /// Requests one connection may have in progress (pipelined) at once.
+    pub inflight_requests_max: u32,
+    /// Produce payload bytes a shard holds in memory before it stops reading sockets.
+    pub produce_memory_bytes_max: u64,
+    /// Tail-cache bytes per shard, divided equally among the partitions the shard owns.
+    pub tail_cache_bytes_max: u64,
+    /// Largest fetch response body, in bytes; caps the client's request.
+    pub fetch_response_bytes_max: u32,
+    /// Longest long-poll wait of a fetch, in milliseconds; caps the client's request.
+    pub fetch_wait_ms_max: u32,
+    /// Largest partition count a topic may have.
+    pub topic_partitions_max: u32,
+    /// Messages that may wait in each shard-to-shard channel.
+    pub forward_queue_depth: u32,
+    /// How often each shard checks segment age, retention and interval flushes, in milliseconds.
+    pub maintenance_interval_ms: u64,
+    /// How long shutdown waits for in-flight requests, in milliseconds.
+    pub shutdown_timeout_ms: u64,
+    /// Settings for topics created without explicit ones.
+    pub topic_defaults: TopicDefaults,
+}
+
+const DEFAULT_DATA_DIR: &str = "./weir-data";
+const DEFAULT_LISTEN: &str = "127.0.0.1:9347";
+const DEFAULT_METRICS_LISTEN: &str = "127.0.0.1:9346";
+const MIB: u64 = 1 << 20;
+
+/// Command-line flags. Every flag may also be given as a key of the same name (without the
+/// leading dashes) in the `--config` TOML file; a flag overrides the file.
+#[derive(Debug, Default, Parser)]
+#[command(
+    name = "weir-broker",
+    version,
+    about = "The Weir log broker (one shard per core)."
+)]
+pub struct Flags {
+    /// TOML file with any of the settings below, keys spelled as the flags without dashes
+    /// (e.g. `frame-bytes-max = 1048576`). Flags override it.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Directory for the topic catalog and partition logs [default: ./weir-data].
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Shared client address; every shard accepts here (SO_REUSEPORT) and shard i also on
+    /// port+1+i. Port 0: every listener takes an ephemeral port [default: 127.0.0.1:9347].
+    #[arg(long, value_name = "ADDR")]
+    pub listen: Option<SocketAddr>,
+    /// Prometheus metrics address, served at /metrics; port 0 = ephemeral
+    /// [default: 127.0.0.1:9346].
+    #[arg(long, value_name = "ADDR")]
+    pub metrics_listen: Option<SocketAddr>,
+    /// Number of shards, one pinned executor each; shard i runs on the i-th allowed CPU
+    /// (wrapping when there are more shards than CPUs) [default: all allowed CPUs].
+    #[arg(long, value_name = "N")]
+    pub cores: Option<usize>,
+    /// Once every listener is bound and every shard serves, write the actual addresses here
+    /// (TOML: listen, shards, metrics), atomically.
+    #[arg(long, value_name = "PATH")]
+    pub ready_file: Option<PathBuf>,
+    /// Largest request frame, in bytes, length prefix included [default: 16777216].
+    #[arg(long, value_name = "BYTES")]
+    pub frame_bytes_max: Option<u32>,
+    /// Largest record batch, in bytes [default: the smaller of 8388608 and frame-bytes-max].
+    #[arg(long, value_name = "BYTES")]
+    pub batch_bytes_max: Option<u32>,
+    /// Open connections per shard; extra ones are closed at accept [default: 1024].
+    #[arg(long, value_name = "COUNT")]
+    pub connections_max: Option<u32>,
+    /// Requests in progress per connection (pipelined; answered in order) [default: 64].
+    #[arg(long, value_name = "COUNT")]
+    pub inflight_requests_max: Option<u32>,
+    /// Produce payload held in memory per shard before sockets stop being read, in bytes
+    /// [default: 134217728].
+    #[arg(long, value_name = "BYTES")]
+    pub produce_memory_bytes_max: Option<u64>,
+    /// Tail cache per shard, in bytes, divided equally among its partitions
+    /// [default: 67108864].
+    #[arg(long, value_name = "BYTES")]
+    pub tail_cache_bytes_max: Option<u64>,
+    /// Largest fetch response body, in bytes [default: 16777216].
+    #[arg(long, value_name = "BYTES")]
+    pub fetch_response_bytes_max: Option<u32>,
+    /// Longest fetch long-poll wait, in milliseconds [default: 30000].
+    #[arg(long, value_name = "MS")]
+    pub fetch_wait_ms_max: Option<u32>,
+    /// Largest partition count of a topic [default: 4096].
+    #[arg(long, value_name = "COUNT")]
+    pub topic_partitions_max: Option<u32>,
+    /// Messages queued in each shard-to-shard channel [default: 256].
+    #[arg(long, value_name = "COUNT")]
+    pub forward_queue_depth: Option<u32>,
+    /// Period of segment-age, retention and interval-flush checks, in milliseconds
+    /// [default: 1000].
+    #[arg(long, value_name = "MS")]
+    pub maintenance_interval_ms: Option<u64>,
+    /// Time shutdown waits for in-flight requests, in milliseconds [default: 10000].
+    #[arg(long, value_name = "MS")]
+    pub shutdown_timeout_ms: Option<u64>,
+    /// Partitions of a topic created without a count [default: 1].
+    #[arg(long, value_name = "COUNT")]
+    pub default_partitions: Option<u32>,
+    /// Default durability: always | never | interval:<ms> [default: always].
+    #[arg(long, value_name = "POLICY")]
+    pub default_flush: Option<FlushSetting>,
+    /// Default retention by size per partition, in bytes; 0 = unlimited [default: 0].
+    #[arg(long, value_name = "BYTES")]
+    pub default_retention_bytes_max: Option<u64>,
+    /// Default retention by age, in milliseconds; 0 = unlimited [default: 604800000].
+    #[arg(long, value_name = "MS")]
+    pub default_retention_ms_max: Option<u64>,
+    /// Default segment size before a roll, in bytes [default: 268435456].
+    #[arg(long, value_name = "BYTES")]
+    pub default_segment_bytes_max: Option<u64>,
+    /// Default segment age before a roll, in milliseconds; 0 = never [default: 604800000].
+    #[arg(long, value_name = "MS")]
+    pub default_segment_ms_max: Option<u64>,
+}
+
+/// The `--config` file: the same settings as [`Flags`], all optional.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct FileSettings {
+    data_dir: Option<PathBuf>,
+    listen: Option<SocketAddr>,
+    metrics_listen: Option<SocketAddr>,
+    cores: Option<usize>,
+    ready_file: Option<PathBuf>,
+    frame_bytes_max: Option<u32>,
+    batch_bytes_max: Option<u32>,
+    connections_max: Option<u32>,
+    inflight_requests_max: Option<u32>,
+    produce_memory_bytes_max: Option<u64>,
+    tail_cache_bytes_max: Option<u64>,
+    fetch_response_bytes_max: Option<u32>,
+    fetch_wait_ms_max: Option<u32>,
+    topic_partitions_max: Option<u32>,
+    forward_queue_depth: Option<u32>,
+    maintenance_interval_ms: Option<u64>,
+    shutdown_timeout_ms: Option<u64>,
+    default_partitions: Option<u32>,
+    default_flush: Option<FlushSetting>,
+    default_retention_bytes_max: Option<u64>,
+    default_retention_ms_max: Option<u64>,
+    default_segment_bytes_max: Option<u64>,
+    default_segment_ms_max: Option<u64>,
+}
+
+/// Smallest frame limit accepted: room for any control request.
+const FRAME_BYTES_MIN: u32 = 4096;
+/// Smallest segment accepted; smaller segments would make every append a roll.
+const SEGMENT_BYTES_MIN: u64 = 64 * 1024;
+/// Upper bound on shard count, far above any machine this runs on, to catch typos.
+const CORES_MAX: usize = 1024;
+
+impl Config {
+    /// Resolves flags over the optional `--config` file over defaults, then validates.
+    ///
+    /// `cpus_available` is the default shard count (the CPUs this process may run on).
+    pub fn resolve(flags: Flags, cpus_available: usize) -> Result<Config, ConfigError> {
+        let file = match &flags.config {
+            Some(path) => read_file(path)?,
+            None => FileSettings::default(),
+        };
+        let config = merge(flags, file, cpus_available);
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks every setting against its allowed range.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        fn invalid(key: &'static str, value: impl ToString, reason: &str) -> ConfigError {
+            ConfigError::Invalid {
+                key,
+                value: value.to_string(),
+                reason: reason.to_string(),
+            }
+        }
+        if self.cores == 0 || self.cores > CORES_MAX {
+            return Err(invalid("cores", self.cores, "must be 1..=1024"));
+        }
+        if self.listen.port() != 0 && usize::from(self.listen.port()) + self.cores > 65535 {
+            return Err(invalid(
+                "listen",
+                self.listen,
+                "port + cores must stay below 65536 (shard i listens on port+1+i)",
+            ));
+        }
+        if self.listen.port() != 0 && self.metrics_listen.port() != 0 {
+            let first = self.listen.port();
+            let last = usize::from(first) + self.cores;
+            let metrics = usize::from(self.metrics_listen.port());
+            if metrics >= usize::from(first)
+                && metrics <= last
+                && self.listen.ip() == self.metrics_listen.ip()
+            {
+                return Err(invalid(
+                    "metrics-listen",
+                    self.metrics_listen,
+                    "collides with the shared or a shard's direct port (port..=port+cores)",
+                ));
+            }
+        }
+        if self.frame_bytes_max < FRAME_BYTES_MIN {
+            return Err(invalid(
+                "frame-bytes-max",
+                self.frame_bytes_max,
+                "must be at least 4096",
+            ));
+        }
+        if self.batch_bytes_max == 0 || self.batch_bytes_max > self.frame_bytes_max {
+            return Err(invalid(
+                "batch-bytes-max",
+                self.batch_bytes_max,
+                "must be 1..=frame-bytes-max",
+            ));
+        }
+        if self.connections_max == 0 {
+            return Err(invalid("connections-max", 0, "must be at least 1"));
+        }
+        if self.inflight_requests_max == 0 {
+            return Err(invalid("inflight-requests-max", 0, "must be at least 1"));
+        }
+        if self.produce_memory_bytes_max < u64::from(self.frame_bytes_max) {
+            return Err(invalid(
+                "produce-memory-bytes-max",
+                self.produce_memory_bytes_max,
+                "must be at least frame-bytes-max, or one large produce could never be admitted",
+            ));
+        }
+        if self.fetch_response_bytes_max == 0 {
+            return Err(invalid("fetch-response-bytes-max", 0, "must be at least 1"));
+        }
+        if self.topic_partitions_max == 0 {
+            return Err(invalid("topic-partitions-max", 0, "must be at least 1"));
+        }
+        if self.forward_queue_depth == 0 {
+            return Err(invalid("forward-queue-depth", 0, "must be at least 1"));
+        }
+        if self.maintenance_interval_ms == 0 {
+            return Err(invalid("maintenance-interval-ms", 0, "must be at least 1"));
+        }
+        self.validate_topic_defaults()
+    }
+
+    fn validate_topic_defaults(&self) -> Result<(), ConfigError> {
+        let defaults = &self.topic_defaults;
+        if defaults.partitions == 0 || defaults.partitions > self.topic_partitions_max {
+            return Err(ConfigError::Invalid {
+                key: "default-partitions",
+                value: defaults.partitions.to_string(),
+                reason: "must be 1..=topic-partitions-max".to_string(),
+            });
+        }
+        if defaults.segment_bytes_max < SEGMENT_BYTES_MIN {
+            return Err(ConfigError::Invalid {
+                key: "default-segment-bytes-max",
+                value: defaults.segment_bytes_max.to_string(),
+                reason: format!("must be at least {SEGMENT_BYTES_MIN}"),
+            });
+        }
+        if defaults.segment_bytes_max < u64::from(self.batch_bytes_max) {
+            return Err(ConfigError::Invalid {
+                key: "default-segment-bytes-max",
+                value: defaults.segment_bytes_max.to_string(),
+                reason: "must hold at least one batch of batch-bytes-max".to_string(),
+            });
+        }
+        Ok(())
+    }
+}
+
+/// The number of shards to start by default: the CPUs this process is allowed to run on.
+pub fn default_cores() -> usize {
+    std::thread::available_parallelism()
+        .map(|count| count.get())
+        .unwrap_or(1)
+}
+
+fn read_file(path: &Path) -> Result<FileSettings, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    parse_file(path, &text)
+}
+
+fn parse_file(path: &Path, text: &str) -> Result<FileSettings, ConfigError> {
+    toml::from_str(text).map_err(|error| ConfigError::Parse {
+        path: path.to_path_buf(),
+        message: error.message().to_string(),
+    })
+}
+
+fn parse_addr(text: &str) -> SocketAddr {
+    // The defaults are literals checked by a unit test.
+    text.parse()
+        .unwrap_or_else(|_| unreachable!("default address {text} is valid"))
+}
+
+fn merge(flags: Flags, file: FileSettings, cpus_available: usize) -> Config {
+    let frame_bytes_max = flags
+        .frame_bytes_max
+        .or(file.frame_bytes_max)
+        .unwrap_or(16 << 20);
+    Config {
+        data_dir: flags
+            .data_dir
+            .or(file.data_dir)
+            .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR)),
+        listen: flags
+            .listen
+            .or(file.listen)
+            .unwrap_or_else(|| parse_addr(DEFAULT_LISTEN)),
+        metrics_listen: flags
+            .metrics_listen
+            .or(file.metrics_listen)
+            .unwrap_or_else(|| parse_addr(DEFAULT_METRICS_LISTEN)),
+        cores: flags.cores.or(file.cores).unwrap_or(cpus_available),
+        ready_file: flags.ready_file.or(file.ready_file),
+        frame_bytes_max,
+        batch_bytes_max: flags
+            .batch_bytes_max
+            .or(file.batch_bytes_max)
+            .unwrap_or_else(|| frame_bytes_max.min(8 << 20)),
+        connections_max: flags
+            .connections_max
+            .or(file.connections_max)
+            .unwrap_or(1024),
+        inflight_requests_max: flags
+            .inflight_requests_max
+            .or(file.inflight_requests_max)
+            .unwrap_or(64),
+        produce_memory_bytes_max: flags
+            .produce_memory_bytes_max
+            .or(file.produce_memory_bytes_max)
+            .unwrap_or(128 * MIB),
+        tail_cache_bytes_max: flags
+            .tail_cache_bytes_max
+            .or(file.tail_cache_bytes_max)
+            .unwrap_or(64 * MIB),
+        fetch_response_bytes_max: flags
+            .fetch_response_bytes_max
+            .or(file.fetch_response_bytes_max)
+            .unwrap_or(16 << 20),
+        fetch_wait_ms_max: flags
+            .fetch_wait_ms_max
+            .or(file.fetch_wait_ms_max)
+            .unwrap_or(30_000),
+        topic_partitions_max: flags
+            .topic_partitions_max
+            .or(file.topic_partitions_max)
+            .unwrap_or(4096),
+        forward_queue_depth: flags
+            .forward_queue_depth
+            .or(file.forward_queue_depth)
+            .unwrap_or(256),
+        maintenance_interval_ms: flags
+            .maintenance_interval_ms
+            .or(file.maintenance_interval_ms)
+            .unwrap_or(1000),
+        shutdown_timeout_ms: flags
+            .shutdown_timeout_ms
+            .or(file.shutdown_timeout_ms)
+            .unwrap_or(10_000),
+        topic_defaults: TopicDefaults {
+            partitions: flags
+                .default_partitions
+                .or(file.default_partitions)
+                .unwrap_or(1),
+            flush: flags
+                .default_flush
+                .or(file.default_flush)
+                .unwrap_or(FlushSetting::Always),
+            retention_bytes_max: flags
+                .default_retention_bytes_max
+                .or(file.default_retention_bytes_max)
+                .unwrap_or(0),
+            retention_ms_max: flags
+                .default_retention_ms_max
+                .or(file.default_retention_ms_max)
+                .unwrap_or(7 * 24 * 3600 * 1000),
+            segment_bytes_max: flags
+                .default_segment_bytes_max
+                .or(file.default_segment_bytes_max)
+                .unwrap_or(256 * MIB),
+            segment_ms_max: flags
+                .default_segment_ms_max
+                .or(file.default_segment_ms_max)
+                .unwrap_or(7 * 24 * 3600 * 1000),
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn flags(args: &[&str]) -> Flags {
+        let mut all = vec!["weir-broker"];
+        all.extend_from_slice(args);
+        Flags::try_parse_from(all).expect("flags parse")
+    }
+
+    #[test]
+    fn defaults_are_laptop_friendly_and_valid() {
+        let config = Config::resolve(flags(&[]), 2).expect("defaults are valid");
+        assert_eq!(config.data_dir, PathBuf::from("./weir-data"));
+        assert_eq!(config.listen, "127.0.0.1:9347".parse().unwrap());
+        assert_eq!(config.metrics_listen, "127.0.0.1:9346".parse().unwrap());
+        assert_eq!(config.cores, 2);
+        assert_eq!(config.topic_defaults.flush, FlushSetting::Always);
+        assert_eq!(config.topic_defaults.partitions, 1);
+        assert_eq!(config.ready_file, None);
+    }
+
+    #[test]
+    fn flush_setting_parses_and_prints() {
+        let cases = [
+            ("always", Ok(FlushSetting::Always)),
+            ("never", Ok(FlushSetting::Never)),
+            (
+                "interval:250",
+                Ok(FlushSetting::Interval { interval_ms: 250 }),
+            ),
+        ];
+        for (text, expected) in cases {
+            let parsed: Result<FlushSetting, String> = text.parse();
+            assert_eq!(parsed, expected);
+            assert_eq!(parsed.unwrap().to_string(), text);
+        }
+        for bad in [
+            "",
+            "sometimes",
+            "interval:",
+            "interval:0",
+            "interval:-1",
+            "interval:1x",
+        ] {
+            assert!(
+                bad.parse::<FlushSetting>().is_err(),
+                "{bad:?} must be rejected"
+            );
+        }
+    }
+
+    #[test]
+    fn flags_override_file_which_overrides_defaults() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("weir.toml");
+        std::fs::write(
+            &path,
+            "data-dir = \"/from/file\"\ncores = 3\nframe-bytes-max = 65536\n\
+             default-flush = \"interval:50\"\nlisten = \"127.0.0.1:0\"\n",
+        )
+        .unwrap();
+        let config = Config::resolve(
+            flags(&["--config", path.to_str().unwrap(), "--cores", "1"]),
+            2,
+        )
+        .unwrap();
+        assert_eq!(config.data_dir, PathBuf::from("/from/file"));
+        assert_eq!(config.cores, 1, "flag wins over file");
+        assert_eq!(config.frame_bytes_max, 65536);
+        assert_eq!(
+            config.batch_bytes_max, 65536,
+            "batch limit follows a small frame limit"
+        );
+        assert_eq!(
+            config.topic_defaults.flush,
+            FlushSetting::Interval { interval_ms: 50 }
+        );
+        assert_eq!(config.listen.port(), 0);
+    }
+
+    #[test]
+    fn unknown_file_key_is_a_parse_error_naming_the_file() {
+        let error = parse_file(Path::new("x.toml"), "frame-bytes = 5\n").unwrap_err();
+        let text = error.to_string();
+        assert!(
+            text.contains("x.toml") && text.contains("frame-bytes"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn missing_file_is_a_read_error() {
+        let error = Config::resolve(flags(&["--config", "/nonexistent/weir.toml"]), 1).unwrap_err();
+        assert!(matches!(error, ConfigError::Read { .. }), "{error}");
+    }
+
+    #[test]
+    fn out_of_range_settings_are_rejected_with_their_key() {
+        let cases: &[(&[&str], &str)] = &[
+            (&["--cores", "0"], "cores"),
+            (&["--frame-bytes-max", "100"], "frame-bytes-max"),
+            (
+                &["--frame-bytes-max", "8192", "--batch-bytes-max", "9000"],
+                "batch-bytes-max",
+            ),
+            (&["--connections-max", "0"], "connections-max"),
+            (&["--inflight-requests-max", "0"], "inflight-requests-max"),
+            (
+                &["--produce-memory-bytes-max", "10"],
+                "produce-memory-bytes-max",
+            ),
+            (&["--default-partitions", "0"], "default-partitions"),
+            (
+                &["--topic-partitions-max", "4", "--default-partitions", "5"],
+                "default-partitions",
+            ),
+            (
+                &["--default-segment-bytes-max", "1000"],
+                "default-segment-bytes-max",
+            ),
+            (&["--listen", "127.0.0.1:65535"], "listen"),
+            (&["--metrics-listen", "127.0.0.1:9348"], "metrics-listen"),
+            (
+                &["--maintenance-interval-ms", "0"],
+                "maintenance-interval-ms",
+            ),
+        ];
+        for (args, key) in cases {
+            let error = Config::resolve(flags(args), 2).unwrap_err();
+            match error {
+                ConfigError::Invalid { key: got, .. } => assert_eq!(got, *key, "{args:?}"),
+                other => panic!("{args:?}: expected Invalid, got {other}"),
+            }
+        }
+    }
+
+    #[test]
+    fn bad_flag_values_fail_to_parse() {
+        let mut all = vec!["weir-broker", "--default-flush", "sometimes"];
+        assert!(Flags::try_parse_from(all.clone()).is_err());
+        all[2] = "interval:10";
+        assert!(Flags::try_parse_from(all).is_ok());
+        assert!(Flags::try_parse_from(["weir-broker", "--listen", "nowhere"]).is_err());
+    }
+
+    #[test]
+    fn help_names_every_setting_with_its_unit() {
+        use clap::CommandFactory;
+        let help = Flags::command().render_long_help().to_string();
+        for needle in [
+            "--frame-bytes-max <BYTES>",
+            "--produce-memory-bytes-max <BYTES>",
+            "--fetch-wait-ms-max <MS>",
+            "--connections-max <COUNT>",
+            "--ready-file <PATH>",
+            "--default-flush <POLICY>",
+        ] {
+            assert!(help.contains(needle), "help lacks {needle}:\n{help}");
+        }
+    }
+}

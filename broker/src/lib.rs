@@ -1,0 +1,8 @@
+//! The Weir broker: one glommio shard per core, each owning a disjoint set of partitions.
+//!
+//! Module map: [`config`] resolves flags and the config file; [`hash`] places partitions on
+//! shards. Invariant of the whole crate: a partition's log is touched only by the shard that
+//! [`hash::shard_for_partition`] names; other shards reach it by message.
+
+pub mod config;
+pub mod hash;
