@@ -6,3 +6,4 @@
 
 pub mod config;
 pub mod hash;
+pub mod metrics;
