@@ -106,9 +106,10 @@ impl From<FlushSetting> for String {
     }
 }
 
-/// Settings a new topic gets when its creation request leaves them out.
+/// A topic's settings; [`Config::topic_defaults`] holds those a topic gets when its creation
+/// request leaves them out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct TopicDefaults {
+pub struct TopicConfig {
     /// Partition count.
     pub partitions: u32,
     /// Durability policy.
@@ -162,7 +163,7 @@ pub struct Config {
     /// How long shutdown waits for in-flight requests, in milliseconds.
     pub shutdown_timeout_ms: u64,
     /// Settings for topics created without explicit ones.
-    pub topic_defaults: TopicDefaults,
+    pub topic_defaults: TopicConfig,
 }
 
 const DEFAULT_DATA_DIR: &str = "./weir-data";
@@ -388,26 +389,53 @@ impl Config {
     }
 
     fn validate_topic_defaults(&self) -> Result<(), ConfigError> {
-        let defaults = &self.topic_defaults;
-        if defaults.partitions == 0 || defaults.partitions > self.topic_partitions_max {
-            return Err(ConfigError::Invalid {
-                key: "default-partitions",
-                value: defaults.partitions.to_string(),
-                reason: "must be 1..=topic-partitions-max".to_string(),
+        self.topic_defaults
+            .check(self.topic_partitions_max, self.batch_bytes_max)
+            .map_err(|error| ConfigError::Invalid {
+                key: match error.key {
+                    "partitions" => "default-partitions",
+                    "segment-bytes-max" => "default-segment-bytes-max",
+                    _ => "default-topic",
+                },
+                value: error.value,
+                reason: error.reason,
+            })
+    }
+}
+
+/// A topic setting outside its allowed range.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid topic setting {key} = {value}: {reason}")]
+pub struct TopicConfigError {
+    /// The setting's name.
+    pub key: &'static str,
+    /// The rejected value, as text.
+    pub value: String,
+    /// What the allowed range is.
+    pub reason: String,
+}
+
+impl TopicConfig {
+    /// Checks the settings against the broker's limits.
+    pub fn check(
+        &self,
+        topic_partitions_max: u32,
+        batch_bytes_max: u32,
+    ) -> Result<(), TopicConfigError> {
+        if self.partitions == 0 || self.partitions > topic_partitions_max {
+            return Err(TopicConfigError {
+                key: "partitions",
+                value: self.partitions.to_string(),
+                reason: format!("must be 1..={topic_partitions_max}"),
             });
         }
-        if defaults.segment_bytes_max < SEGMENT_BYTES_MIN {
-            return Err(ConfigError::Invalid {
-                key: "default-segment-bytes-max",
-                value: defaults.segment_bytes_max.to_string(),
-                reason: format!("must be at least {SEGMENT_BYTES_MIN}"),
-            });
-        }
-        if defaults.segment_bytes_max < u64::from(self.batch_bytes_max) {
-            return Err(ConfigError::Invalid {
-                key: "default-segment-bytes-max",
-                value: defaults.segment_bytes_max.to_string(),
-                reason: "must hold at least one batch of batch-bytes-max".to_string(),
+        if self.segment_bytes_max < SEGMENT_BYTES_MIN.max(u64::from(batch_bytes_max)) {
+            return Err(TopicConfigError {
+                key: "segment-bytes-max",
+                value: self.segment_bytes_max.to_string(),
+                reason: format!(
+                    "must be at least {SEGMENT_BYTES_MIN} and hold one batch of {batch_bytes_max} bytes"
+                ),
             });
         }
         Ok(())
@@ -507,7 +535,7 @@ fn merge(flags: Flags, file: FileSettings, cpus_available: usize) -> Config {
             .shutdown_timeout_ms
             .or(file.shutdown_timeout_ms)
             .unwrap_or(10_000),
-        topic_defaults: TopicDefaults {
+        topic_defaults: TopicConfig {
             partitions: flags
                 .default_partitions
                 .or(file.default_partitions)

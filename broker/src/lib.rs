@@ -4,6 +4,7 @@
 //! shards. Invariant of the whole crate: a partition's log is touched only by the shard that
 //! [`hash::shard_for_partition`] names; other shards reach it by message.
 
+pub mod catalog;
 pub mod config;
 pub mod hash;
 pub mod metrics;
