@@ -8,3 +8,4 @@ pub mod catalog;
 pub mod config;
 pub mod hash;
 pub mod metrics;
+pub mod net;
