@@ -210,3 +210,86 @@ fn put_nullable(out: &mut Vec<u8>, length: i32, bytes: Option<&[u8]>) {
         out.extend_from_slice(bytes);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::batch::{records, validate_batch, BatchLimits};
+
+    #[test]
+    fn size_bytes_predicts_the_finished_length() {
+        let mut builder = BatchBuilder::with_capacity(10, 4096);
+        assert_eq!(builder.size_bytes(), BATCH_HEADER_BYTES);
+        assert!(builder.is_empty());
+        for index in 0..50u8 {
+            builder.push(
+                10 + i64::from(index),
+                Some(&[index]),
+                Some(&[index; 40]),
+                &[],
+            );
+        }
+        assert_eq!(builder.records_count(), 50);
+        let size = builder.size_bytes();
+        let batch = builder.finish();
+        assert_eq!(batch.len(), size);
+        let info = validate_batch(&batch, &BatchLimits::default()).expect("valid");
+        assert_eq!((info.records_count, info.last_offset_delta), (50, 49));
+        assert_eq!((info.base_timestamp, info.max_timestamp), (10, 59));
+    }
+
+    #[test]
+    fn a_recycled_buffer_is_cleared_and_reused() {
+        let mut first = BatchBuilder::new(0);
+        first.push(0, None, Some(b"one"), &[]);
+        let old = first.finish();
+        let capacity = old.capacity();
+        let mut second = BatchBuilder::with_buffer(7, old);
+        second.push(7, None, Some(b"two"), &[]);
+        let batch = second.finish();
+        assert!(batch.capacity() >= capacity);
+        let values: Vec<Option<&[u8]>> = records(&batch)
+            .unwrap()
+            .map(|record| record.unwrap().value)
+            .collect();
+        assert_eq!(values, [Some(&b"two"[..])]);
+    }
+
+    #[test]
+    fn an_empty_batch_is_not_valid() {
+        let batch = BatchBuilder::new(0).finish();
+        assert_eq!(
+            validate_batch(&batch, &BatchLimits::default()),
+            Err(BatchError::RecordCount {
+                records_count: 0,
+                last_offset_delta: -1
+            })
+        );
+    }
+
+    #[test]
+    fn unencodable_timestamps_are_refused_without_changing_the_batch() {
+        let mut builder = BatchBuilder::new(i64::MAX);
+        let before = builder.size_bytes();
+        assert_eq!(
+            builder.try_push(-2, None, None, &[]),
+            Err(BatchError::Unencodable("timestamp delta overflows an i64"))
+        );
+        assert_eq!((builder.size_bytes(), builder.records_count()), (before, 0));
+    }
+
+    #[test]
+    #[should_panic(expected = "timestamp delta overflows")]
+    fn push_panics_where_try_push_fails() {
+        BatchBuilder::new(i64::MIN).push(1, None, None, &[]);
+    }
+
+    #[test]
+    fn max_timestamp_never_falls_below_the_base() {
+        let mut builder = BatchBuilder::new(1_000);
+        builder.push(400, None, None, &[]);
+        let batch = builder.finish();
+        let info = validate_batch(&batch, &BatchLimits::default()).expect("valid");
+        assert_eq!((info.base_timestamp, info.max_timestamp), (1_000, 1_000));
+    }
+}

@@ -128,3 +128,75 @@ impl BatchHeader {
             .map(|(header, _)| header)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use core::mem::offset_of;
+
+    #[test]
+    fn fields_sit_at_the_documented_offsets() {
+        let offsets = [
+            (offset_of!(BatchHeader, base_offset), 0),
+            (offset_of!(BatchHeader, batch_length), 8),
+            (offset_of!(BatchHeader, partition_leader_epoch), 12),
+            (offset_of!(BatchHeader, magic), 16),
+            (offset_of!(BatchHeader, crc), 17),
+            (offset_of!(BatchHeader, attributes), 21),
+            (offset_of!(BatchHeader, last_offset_delta), 23),
+            (offset_of!(BatchHeader, base_timestamp), 27),
+            (offset_of!(BatchHeader, max_timestamp), 35),
+            (offset_of!(BatchHeader, producer_id), 43),
+            (offset_of!(BatchHeader, producer_epoch), 51),
+            (offset_of!(BatchHeader, base_sequence), 53),
+            (offset_of!(BatchHeader, records_count), 57),
+        ];
+        for (index, (actual, documented)) in offsets.into_iter().enumerate() {
+            assert_eq!(actual, documented, "field {index}");
+        }
+    }
+
+    #[test]
+    fn fields_are_big_endian() {
+        let mut bytes = [0u8; BATCH_HEADER_BYTES];
+        bytes[0..8].copy_from_slice(&0x0102_0304_0506_0708i64.to_be_bytes());
+        bytes[57..61].copy_from_slice(&7i32.to_be_bytes());
+        let header = BatchHeader::view(&bytes).expect("61 bytes");
+        assert_eq!(header.base_offset.get(), 0x0102_0304_0506_0708);
+        assert_eq!(header.records_count.get(), 7);
+        assert!(BatchHeader::view(&bytes[..60]).is_none());
+    }
+
+    #[test]
+    fn attribute_bits_decode() {
+        let codecs = [
+            (0, Some(Compression::None)),
+            (1, Some(Compression::Gzip)),
+            (2, Some(Compression::Snappy)),
+            (3, Some(Compression::Lz4)),
+            (4, Some(Compression::Zstd)),
+            (5, None),
+            (6, None),
+            (7, None),
+        ];
+        for (code, codec) in codecs {
+            // Bits outside 0-2 do not change the codec.
+            assert_eq!(
+                Compression::from_attributes(code | 0x38),
+                codec,
+                "code {code}"
+            );
+            if let Some(codec) = codec {
+                assert_eq!(i16::from(codec.code()), code);
+            }
+        }
+        assert_eq!(
+            TimestampType::from_attributes(0x08),
+            TimestampType::LogAppendTime
+        );
+        assert_eq!(
+            TimestampType::from_attributes(0x37),
+            TimestampType::CreateTime
+        );
+    }
+}

@@ -93,3 +93,100 @@ impl<'a> Iterator for BatchIter<'a> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::batch::test_support::{edited, sample};
+    use crate::batch::{set_base_offset, BatchBuilder};
+
+    fn three_batches() -> (Vec<u8>, [usize; 3]) {
+        let mut first = sample();
+        set_base_offset(&mut first, 0).unwrap();
+        let mut second = BatchBuilder::new(5);
+        second.push(5, Some(b"a"), Some(b"b"), &[]);
+        let mut second = second.finish();
+        set_base_offset(&mut second, 3).unwrap();
+        let mut third = sample();
+        set_base_offset(&mut third, 4).unwrap();
+        let sizes = [first.len(), second.len(), third.len()];
+        ([first, second, third].concat(), sizes)
+    }
+
+    fn offsets(iter: BatchIter<'_>) -> Vec<Result<i64, BatchError>> {
+        iter.map(|item| item.map(|(info, _)| info.base_offset))
+            .collect()
+    }
+
+    #[test]
+    fn yields_every_whole_batch_in_order() {
+        let (buffer, _) = three_batches();
+        let limits = BatchLimits::default();
+        let mut iter = BatchIter::new(&buffer, &limits);
+        assert_eq!(offsets(iter.clone()), [Ok(0), Ok(3), Ok(4)]);
+        iter.by_ref().for_each(drop);
+        assert!(iter.remaining().is_empty());
+        assert_eq!(iter.consumed_bytes(), buffer.len());
+    }
+
+    #[test]
+    fn a_partial_last_batch_ends_iteration_without_error() {
+        let (buffer, sizes) = three_batches();
+        let limits = BatchLimits::default();
+        let two = sizes[0] + sizes[1];
+        for cut in [two, two + 5, two + 12, two + 61, buffer.len() - 1] {
+            let mut iter = BatchIter::new(&buffer[..cut], &limits);
+            assert_eq!(offsets(iter.clone()), [Ok(0), Ok(3)], "cut {cut}");
+            iter.by_ref().for_each(drop);
+            assert_eq!(iter.remaining(), &buffer[two..cut]);
+        }
+    }
+
+    #[test]
+    fn a_corrupt_batch_yields_one_error_and_stops_there() {
+        let (mut buffer, sizes) = three_batches();
+        let second_start = sizes[0];
+        buffer[second_start + sizes[1] - 1] ^= 0xff;
+        let limits = BatchLimits::default();
+        let mut iter = BatchIter::new(&buffer, &limits);
+        assert!(iter.next().unwrap().is_ok());
+        assert!(matches!(
+            iter.next(),
+            Some(Err(BatchError::CrcMismatch { .. }))
+        ));
+        assert!(iter.next().is_none());
+        assert_eq!(iter.remaining(), &buffer[second_start..]);
+        assert_eq!(iter.consumed_bytes(), second_start);
+    }
+
+    #[test]
+    fn an_impossible_length_prefix_is_an_error_even_when_cut() {
+        let (mut buffer, sizes) = three_batches();
+        buffer[sizes[0] + 8..sizes[0] + 12].copy_from_slice(&10i32.to_be_bytes());
+        let limits = BatchLimits::default();
+        let cut = &buffer[..sizes[0] + 12];
+        assert_eq!(
+            offsets(BatchIter::new(cut, &limits)),
+            [
+                Ok(0),
+                Err(BatchError::BadLength {
+                    batch_length: 10,
+                    min: 49
+                })
+            ]
+        );
+    }
+
+    #[test]
+    fn the_record_walk_is_optional() {
+        // A record timestamp after maxTimestamp passes the header and CRC checks only.
+        let bad_records = edited(sample(), |h| h.max_timestamp.set(h.base_timestamp.get()));
+        let limits = BatchLimits::default();
+        assert_eq!(offsets(BatchIter::new(&bad_records, &limits)), [Ok(0)]);
+        let walked = offsets(BatchIter::new_with_record_walk(&bad_records, &limits));
+        assert!(matches!(
+            walked[..],
+            [Err(BatchError::Record { index: 1, .. })]
+        ));
+    }
+}

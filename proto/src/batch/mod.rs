@@ -24,6 +24,9 @@ mod record;
 mod validate;
 mod varint;
 
+#[cfg(test)]
+mod test_support;
+
 pub use builder::BatchBuilder;
 pub use error::{BatchError, RecordError};
 #[doc(hidden)]

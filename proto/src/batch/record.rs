@@ -256,3 +256,167 @@ impl<'a> Iterator for HeaderIter<'a> {
         (0, Some(self.remaining as usize))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::batch::test_support::{body, edited, framed, raw_batch, sample, T0};
+    use crate::batch::{set_base_offset, validate_batch, BatchLimits};
+
+    type Header<'a> = (&'a [u8], Option<&'a [u8]>);
+
+    fn headers_of(record: &Record<'_>) -> Vec<(Vec<u8>, Option<Vec<u8>>)> {
+        record
+            .headers
+            .clone()
+            .map(|header: Result<Header<'_>, BatchError>| {
+                let (key, value) = header.expect("valid header");
+                (key.to_vec(), value.map(<[u8]>::to_vec))
+            })
+            .collect()
+    }
+
+    #[test]
+    fn records_come_back_as_pushed() {
+        let mut batch = sample();
+        set_base_offset(&mut batch, 100).unwrap();
+        let records: Vec<Record<'_>> = records(&batch)
+            .expect("iterable")
+            .map(|record| record.expect("valid"))
+            .collect();
+        assert_eq!(records.len(), 3);
+        let offsets: Vec<i64> = records.iter().map(|record| record.offset).collect();
+        assert_eq!(offsets, [100, 101, 102]);
+        let timestamps: Vec<i64> = records.iter().map(|record| record.timestamp).collect();
+        assert_eq!(timestamps, [T0, T0 + 5, T0 - 10]);
+        assert_eq!(
+            (records[0].key, records[0].value),
+            (Some(&b"k0"[..]), Some(&b"v0"[..]))
+        );
+        assert_eq!((records[1].key, records[1].value), (None, Some(&b""[..])));
+        assert_eq!((records[2].key, records[2].value), (Some(&b"k2"[..]), None));
+        assert_eq!(
+            headers_of(&records[1]),
+            [(b"h".to_vec(), Some(b"x".to_vec())), (b"n".to_vec(), None)]
+        );
+        assert!(headers_of(&records[0]).is_empty());
+    }
+
+    #[test]
+    fn log_append_time_gives_every_record_the_max_timestamp() {
+        let region = [
+            framed(&body(7, 0, None, Some(b"a"), &[])),
+            framed(&body(-3, 1, None, Some(b"b"), &[])),
+        ]
+        .concat();
+        let batch = edited(raw_batch(&region, 2), |h| {
+            h.attributes.set(0x08);
+            h.max_timestamp.set(T0 + 99);
+        });
+        validate_batch(&batch, &BatchLimits::default()).expect("valid");
+        let timestamps: Vec<i64> = records(&batch)
+            .unwrap()
+            .map(|record| record.unwrap().timestamp)
+            .collect();
+        assert_eq!(timestamps, [T0 + 99, T0 + 99]);
+    }
+
+    #[test]
+    fn records_refuses_batches_it_cannot_iterate() {
+        let valid = sample();
+        let cases: [(&str, Vec<u8>, BatchError); 6] = [
+            (
+                "short header",
+                valid[..60].to_vec(),
+                BatchError::Truncated {
+                    needed: 61,
+                    available: 60,
+                },
+            ),
+            (
+                "magic 1",
+                edited(valid.clone(), |h| h.magic = 1),
+                BatchError::BadMagic(1),
+            ),
+            (
+                "zstd",
+                edited(valid.clone(), |h| h.attributes.set(4)),
+                BatchError::CompressedRecords(4),
+            ),
+            (
+                "reserved codec",
+                edited(valid.clone(), |h| h.attributes.set(7)),
+                BatchError::UnsupportedCompression(7),
+            ),
+            (
+                "negative count",
+                edited(valid.clone(), |h| h.records_count.set(-1)),
+                BatchError::RecordCount {
+                    records_count: -1,
+                    last_offset_delta: 2,
+                },
+            ),
+            (
+                "cut batch",
+                valid[..valid.len() - 1].to_vec(),
+                BatchError::Truncated {
+                    needed: valid.len(),
+                    available: valid.len() - 1,
+                },
+            ),
+        ];
+        for (name, batch, expected) in cases {
+            assert_eq!(records(&batch).err(), Some(expected), "case {name}");
+        }
+    }
+
+    #[test]
+    fn iteration_stops_after_the_first_error() {
+        // Record 0 is fine, record 1 has the wrong offset delta, record 2 would be fine.
+        let region = [
+            framed(&body(0, 0, None, None, &[])),
+            framed(&body(0, 5, None, None, &[])),
+            framed(&body(0, 2, None, None, &[])),
+        ]
+        .concat();
+        let batch = raw_batch(&region, 3);
+        let mut iter = records(&batch).unwrap();
+        assert!(iter.next().unwrap().is_ok());
+        assert_eq!(
+            iter.next().unwrap().err(),
+            Some(BatchError::Record {
+                index: 1,
+                reason: RecordError::OffsetDelta {
+                    expected: 1,
+                    found: 5
+                },
+            })
+        );
+        assert!(iter.next().is_none());
+        assert!(iter.next().is_none());
+        assert_eq!(iter.size_hint(), (0, Some(0)));
+    }
+
+    #[test]
+    fn a_corrupt_header_inside_headers_is_reported_by_the_header_iterator() {
+        // A header iterator built over bytes that the record walk did not check still fails
+        // cleanly instead of panicking.
+        let mut headers = HeaderIter {
+            cursor: Cursor::new(&[4, b'a']),
+            remaining: 3,
+            record_index: 9,
+        };
+        assert_eq!(
+            headers.next(),
+            Some(Err(BatchError::Record {
+                index: 9,
+                reason: RecordError::Truncated {
+                    field: "header key",
+                    needed: 2,
+                    available: 1
+                },
+            }))
+        );
+        assert_eq!(headers.next(), None);
+    }
+}

@@ -329,24 +329,470 @@ pub fn set_partition_leader_epoch(batch: &mut [u8], epoch: i32) -> Result<(), Ba
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::batch::BatchBuilder;
+    use crate::batch::test_support::{body, edited, framed, raw_batch, sample, varint, T0};
 
-    fn sample_batch() -> Vec<u8> {
-        let mut builder = BatchBuilder::new(1_700_000_000_000).producer(42, 3, 100);
-        builder.push(1_700_000_000_000, Some(b"k0"), Some(b"v0"), &[]);
-        builder.push(
-            1_700_000_000_005,
-            None,
-            Some(b""),
-            &[(b"h", Some(b"x")), (b"n", None)],
-        );
-        builder.push(1_699_999_999_990, Some(b"k2"), None, &[]);
-        builder.finish()
+    /// One rejected input: what was done to a valid batch, the limits, and the exact error.
+    struct Case {
+        name: &'static str,
+        batch: Vec<u8>,
+        limits: BatchLimits,
+        expected: BatchError,
+    }
+
+    fn case(name: &'static str, batch: Vec<u8>, expected: BatchError) -> Case {
+        Case {
+            name,
+            batch,
+            limits: BatchLimits::default(),
+            expected,
+        }
+    }
+
+    fn crc_case(name: &'static str, batch: Vec<u8>) -> Case {
+        let stored = u32::from_be_bytes(batch[17..21].try_into().unwrap());
+        let computed = crc32c::crc32c(&batch[CRC_COVERED_START..]);
+        case(name, batch, BatchError::CrcMismatch { stored, computed })
+    }
+
+    fn record_case(name: &'static str, batch: Vec<u8>, index: u32, reason: RecordError) -> Case {
+        case(name, batch, BatchError::Record { index, reason })
+    }
+
+    fn set_length(mut batch: Vec<u8>, batch_length: i32) -> Vec<u8> {
+        batch[8..12].copy_from_slice(&batch_length.to_be_bytes());
+        batch
+    }
+
+    fn cases() -> Vec<Case> {
+        let valid = sample();
+        let size = valid.len();
+        let tiny = |limits: BatchLimits, mut case: Case| {
+            case.limits = limits;
+            case
+        };
+        let with_bytes = |bytes: &[u8]| [valid.clone(), bytes.to_vec()].concat();
+        let flipped = |index: usize| {
+            let mut batch = valid.clone();
+            batch[index] ^= 0x01;
+            batch
+        };
+        let one_record = |body: &[u8], count: i32| raw_batch(&framed(body), count);
+        let mut overlong_delta = vec![0u8];
+        overlong_delta.extend_from_slice(&[0x80; 10]);
+        overlong_delta.push(0);
+        vec![
+            case(
+                "empty buffer",
+                Vec::new(),
+                BatchError::Truncated {
+                    needed: 61,
+                    available: 0,
+                },
+            ),
+            case(
+                "eleven bytes",
+                valid[..11].to_vec(),
+                BatchError::Truncated {
+                    needed: 61,
+                    available: 11,
+                },
+            ),
+            case(
+                "prefix only",
+                valid[..30].to_vec(),
+                BatchError::Truncated {
+                    needed: size,
+                    available: 30,
+                },
+            ),
+            case(
+                "last byte missing",
+                valid[..size - 1].to_vec(),
+                BatchError::Truncated {
+                    needed: size,
+                    available: size - 1,
+                },
+            ),
+            case(
+                "one byte after the batch",
+                with_bytes(&[0]),
+                BatchError::TrailingBytes {
+                    size_bytes: size,
+                    buffer_bytes: size + 1,
+                },
+            ),
+            case(
+                "batchLength smaller than the header",
+                set_length(valid.clone(), 48),
+                BatchError::BadLength {
+                    batch_length: 48,
+                    min: 49,
+                },
+            ),
+            case(
+                "negative batchLength",
+                set_length(valid.clone(), -1),
+                BatchError::BadLength {
+                    batch_length: -1,
+                    min: 49,
+                },
+            ),
+            tiny(
+                BatchLimits {
+                    batch_bytes_max: size as u32 - 1,
+                    ..BatchLimits::default()
+                },
+                case(
+                    "batch over batch_bytes_max",
+                    valid.clone(),
+                    BatchError::TooLarge {
+                        size_bytes: size as u64,
+                        max_bytes: size as u32 - 1,
+                    },
+                ),
+            ),
+            case(
+                "batchLength beyond the default limit",
+                set_length(valid.clone(), i32::MAX),
+                BatchError::TooLarge {
+                    size_bytes: i32::MAX as u64 + 12,
+                    max_bytes: BatchLimits::BATCH_BYTES_MAX_DEFAULT,
+                },
+            ),
+            case(
+                "magic 1",
+                edited(valid.clone(), |h| h.magic = 1),
+                BatchError::BadMagic(1),
+            ),
+            case("magic 3", flipped(16), BatchError::BadMagic(3)),
+            crc_case("stored CRC changed", flipped(20)),
+            crc_case("attributes changed", flipped(22)),
+            crc_case("record count changed", flipped(60)),
+            crc_case("last record byte changed", flipped(size - 1)),
+            case(
+                "reserved compression codec",
+                edited(valid.clone(), |h| h.attributes.set(5)),
+                BatchError::UnsupportedCompression(5),
+            ),
+            case(
+                "no records",
+                edited(valid.clone(), |h| h.records_count.set(0)),
+                BatchError::RecordCount {
+                    records_count: 0,
+                    last_offset_delta: 2,
+                },
+            ),
+            case(
+                "empty batch with matching delta",
+                edited(valid.clone(), |h| {
+                    h.records_count.set(0);
+                    h.last_offset_delta.set(-1);
+                }),
+                BatchError::RecordCount {
+                    records_count: 0,
+                    last_offset_delta: -1,
+                },
+            ),
+            case(
+                "lastOffsetDelta disagrees with recordsCount",
+                edited(valid.clone(), |h| h.last_offset_delta.set(1)),
+                BatchError::RecordCount {
+                    records_count: 3,
+                    last_offset_delta: 1,
+                },
+            ),
+            case(
+                "recordsCount at i32::MAX",
+                edited(valid.clone(), |h| h.records_count.set(i32::MAX)),
+                BatchError::RecordCount {
+                    records_count: i32::MAX,
+                    last_offset_delta: 2,
+                },
+            ),
+            tiny(
+                BatchLimits {
+                    records_per_batch_max: 2,
+                    ..BatchLimits::default()
+                },
+                case(
+                    "over records_per_batch_max",
+                    valid.clone(),
+                    BatchError::TooManyRecords {
+                        records_count: 3,
+                        max_records: 2,
+                    },
+                ),
+            ),
+            // baseOffset is outside the CRC: no reseal needed for it to reach the check.
+            case(
+                "negative baseOffset",
+                {
+                    let mut batch = valid.clone();
+                    set_base_offset(&mut batch, -1).unwrap();
+                    batch
+                },
+                BatchError::BadOffset {
+                    base_offset: -1,
+                    last_offset_delta: 2,
+                },
+            ),
+            case(
+                "last offset overflows",
+                {
+                    let mut batch = valid.clone();
+                    set_base_offset(&mut batch, i64::MAX - 2).unwrap();
+                    batch
+                },
+                BatchError::BadOffset {
+                    base_offset: i64::MAX - 2,
+                    last_offset_delta: 2,
+                },
+            ),
+            case(
+                "baseTimestamp below -1",
+                edited(valid.clone(), |h| h.base_timestamp.set(-2)),
+                BatchError::BadTimestamps {
+                    base_timestamp: -2,
+                    max_timestamp: T0 + 5,
+                },
+            ),
+            case(
+                "maxTimestamp below -1",
+                edited(valid.clone(), |h| {
+                    h.base_timestamp.set(-1);
+                    h.max_timestamp.set(-5);
+                }),
+                BatchError::BadTimestamps {
+                    base_timestamp: -1,
+                    max_timestamp: -5,
+                },
+            ),
+            case(
+                "maxTimestamp before baseTimestamp",
+                edited(valid.clone(), |h| h.max_timestamp.set(T0 - 1)),
+                BatchError::BadTimestamps {
+                    base_timestamp: T0,
+                    max_timestamp: T0 - 1,
+                },
+            ),
+            case(
+                "transactional without a producer id",
+                edited(valid.clone(), |h| {
+                    h.producer_id.set(-1);
+                    h.attributes.set(0x10);
+                }),
+                BatchError::BadProducer {
+                    producer_id: -1,
+                    producer_epoch: 3,
+                    base_sequence: 100,
+                    transactional: true,
+                },
+            ),
+            case(
+                "producer id without a sequence",
+                edited(valid.clone(), |h| h.base_sequence.set(-1)),
+                BatchError::BadProducer {
+                    producer_id: 42,
+                    producer_epoch: 3,
+                    base_sequence: -1,
+                    transactional: false,
+                },
+            ),
+            case(
+                "producer id without an epoch",
+                edited(valid.clone(), |h| h.producer_epoch.set(-1)),
+                BatchError::BadProducer {
+                    producer_id: 42,
+                    producer_epoch: -1,
+                    base_sequence: 100,
+                    transactional: false,
+                },
+            ),
+            case(
+                "producer id below -1",
+                edited(valid.clone(), |h| h.producer_id.set(-2)),
+                BatchError::BadProducer {
+                    producer_id: -2,
+                    producer_epoch: 3,
+                    base_sequence: 100,
+                    transactional: false,
+                },
+            ),
+            record_case(
+                "record timestamp after maxTimestamp",
+                edited(valid.clone(), |h| h.max_timestamp.set(T0 + 4)),
+                1,
+                RecordError::TimestampAfterMax {
+                    timestamp: T0 + 5,
+                    max_timestamp: T0 + 4,
+                },
+            ),
+            case(
+                "bytes after the last counted record",
+                edited(valid.clone(), |h| {
+                    h.records_count.set(2);
+                    h.last_offset_delta.set(1);
+                }),
+                BatchError::TrailingRecordBytes {
+                    bytes: framed(&body(-10, 2, Some(b"k2"), None, &[])).len(),
+                    records_count: 2,
+                },
+            ),
+            record_case(
+                "fewer records than counted",
+                edited(valid.clone(), |h| {
+                    h.records_count.set(4);
+                    h.last_offset_delta.set(3);
+                }),
+                3,
+                RecordError::Truncated {
+                    field: "record length",
+                    needed: 1,
+                    available: 0,
+                },
+            ),
+            record_case(
+                "negative record length",
+                raw_batch(&varint(-2), 1),
+                0,
+                RecordError::BadLength {
+                    field: "record length",
+                    length: -2,
+                },
+            ),
+            record_case(
+                "record length past the batch end",
+                raw_batch(&[varint(10), vec![0; 3]].concat(), 1),
+                0,
+                RecordError::Truncated {
+                    field: "record",
+                    needed: 10,
+                    available: 3,
+                },
+            ),
+            record_case(
+                "record cut inside its timestamp delta",
+                raw_batch(&framed(&[0, 0x80]), 1),
+                0,
+                RecordError::Truncated {
+                    field: "timestamp delta",
+                    needed: 2,
+                    available: 1,
+                },
+            ),
+            record_case(
+                "offset delta out of order",
+                one_record(&body(0, 1, None, None, &[]), 1),
+                0,
+                RecordError::OffsetDelta {
+                    expected: 0,
+                    found: 1,
+                },
+            ),
+            record_case(
+                "key length below -1",
+                one_record(&[0, 0, 0, 3], 1),
+                0,
+                RecordError::BadLength {
+                    field: "key",
+                    length: -2,
+                },
+            ),
+            record_case(
+                "value longer than the record",
+                one_record(&[0, 0, 0, 1, 20, 1, 2], 1),
+                0,
+                RecordError::Truncated {
+                    field: "value",
+                    needed: 10,
+                    available: 2,
+                },
+            ),
+            record_case(
+                "negative header count",
+                one_record(&[0, 0, 0, 1, 1, 1], 1),
+                0,
+                RecordError::BadLength {
+                    field: "header count",
+                    length: -1,
+                },
+            ),
+            record_case(
+                "null header key",
+                one_record(&[0, 0, 0, 1, 1, 2, 1, 1], 1),
+                0,
+                RecordError::BadLength {
+                    field: "header key",
+                    length: -1,
+                },
+            ),
+            record_case(
+                "more headers than the record holds",
+                one_record(&[0, 0, 0, 1, 1, 4, 2, b'a', 1], 1),
+                0,
+                RecordError::Truncated {
+                    field: "header key",
+                    needed: 1,
+                    available: 0,
+                },
+            ),
+            record_case(
+                "record longer than its fields",
+                one_record(&[body(0, 0, None, None, &[]), vec![0]].concat(), 1),
+                0,
+                RecordError::LengthMismatch {
+                    declared: 7,
+                    used: 6,
+                },
+            ),
+            record_case(
+                "overlong timestamp varint",
+                one_record(&overlong_delta, 1),
+                0,
+                RecordError::BadVarint {
+                    field: "timestamp delta",
+                },
+            ),
+            record_case(
+                "record timestamp overflows",
+                edited(one_record(&body(i64::MAX, 0, None, None, &[]), 1), |h| {
+                    h.max_timestamp.set(i64::MAX)
+                }),
+                0,
+                RecordError::Overflow { field: "timestamp" },
+            ),
+        ]
+    }
+
+    #[test]
+    fn each_malformed_batch_is_rejected_with_its_error() {
+        for case in cases() {
+            let result = validate_batch(&case.batch, &case.limits);
+            assert_eq!(result, Err(case.expected.clone()), "case: {}", case.name);
+            // The header-only check agrees on everything but the record walk.
+            let header_only = validate_batch_header_and_crc(&case.batch, &case.limits);
+            let walk_error = matches!(
+                case.expected,
+                BatchError::Record { .. } | BatchError::TrailingRecordBytes { .. }
+            );
+            if walk_error {
+                assert!(header_only.is_ok(), "case: {}: {header_only:?}", case.name);
+            } else {
+                assert_eq!(
+                    header_only,
+                    Err(case.expected.clone()),
+                    "case: {}",
+                    case.name
+                );
+            }
+            // Every message names the problem.
+            assert!(!case.expected.to_string().is_empty());
+        }
     }
 
     #[test]
     fn built_batch_validates_with_its_header_fields() {
-        let batch = sample_batch();
+        let batch = sample();
         let info = validate_batch(&batch, &BatchLimits::default()).expect("valid");
         assert_eq!(info.size_bytes as usize, batch.len());
         assert_eq!(
@@ -358,9 +804,122 @@ mod tests {
             (info.producer_id, info.producer_epoch, info.base_sequence),
             (42, 3, 100)
         );
-        assert_eq!(info.max_timestamp, 1_700_000_000_005);
+        assert_eq!((info.base_timestamp, info.max_timestamp), (T0, T0 + 5));
+        assert_eq!(info.partition_leader_epoch, -1);
         assert_eq!(info.compression(), Compression::None);
         assert_eq!(info.timestamp_type(), TimestampType::CreateTime);
-        assert!(!info.is_transactional() && !info.is_control());
+        assert!(!info.is_transactional() && !info.is_control() && info.has_producer_id());
+        assert_eq!(
+            validate_batch_header_and_crc(&batch, &BatchLimits::default()),
+            Ok(info)
+        );
+    }
+
+    #[test]
+    fn limits_equal_to_the_batch_accept_it() {
+        let batch = sample();
+        let limits = BatchLimits {
+            batch_bytes_max: batch.len() as u32,
+            records_per_batch_max: 3,
+        };
+        assert!(validate_batch(&batch, &limits).is_ok());
+    }
+
+    #[test]
+    fn peek_needs_twelve_bytes_and_reads_only_them() {
+        let batch = sample();
+        let limits = BatchLimits::default();
+        for cut in 0..12 {
+            assert_eq!(
+                peek_batch_size(&batch[..cut], &limits),
+                Ok(None),
+                "cut {cut}"
+            );
+        }
+        for cut in [12, 13, 61, batch.len()] {
+            assert_eq!(
+                peek_batch_size(&batch[..cut], &limits),
+                Ok(Some(batch.len())),
+                "cut {cut}"
+            );
+        }
+        // Corrupting bytes past the prefix does not change the answer.
+        let mut garbage = batch[..12].to_vec();
+        garbage.extend_from_slice(&[0xff; 20]);
+        assert_eq!(peek_batch_size(&garbage, &limits), Ok(Some(batch.len())));
+        // The smallest legal batchLength is exactly the header.
+        assert_eq!(
+            peek_batch_size(&set_length(batch.clone(), 49), &limits),
+            Ok(Some(61))
+        );
+    }
+
+    #[test]
+    fn rewriting_offset_and_epoch_keeps_the_crc_valid() {
+        let mut batch = sample();
+        set_base_offset(&mut batch, 1_234_567).unwrap();
+        set_partition_leader_epoch(&mut batch, 9).unwrap();
+        let info = validate_batch(&batch, &BatchLimits::default()).expect("still valid");
+        assert_eq!(
+            (info.base_offset, info.partition_leader_epoch),
+            (1_234_567, 9)
+        );
+        assert_eq!(
+            (info.last_offset(), info.next_offset()),
+            (1_234_569, 1_234_570)
+        );
+    }
+
+    #[test]
+    fn rewrites_of_a_short_buffer_fail_without_writing() {
+        let mut short = vec![0u8; 60];
+        let expected = Err(BatchError::Truncated {
+            needed: 61,
+            available: 60,
+        });
+        assert_eq!(set_base_offset(&mut short, 5), expected);
+        assert_eq!(set_partition_leader_epoch(&mut short, 5), expected);
+        assert_eq!(short, vec![0u8; 60]);
+    }
+
+    #[test]
+    fn compressed_batches_are_checked_without_a_record_walk() {
+        // Gzip attributes over bytes that are not records: the walk would reject them.
+        let batch = edited(raw_batch(&[0xde, 0xad, 0xbe, 0xef], 1), |h| {
+            h.attributes.set(1)
+        });
+        let info = validate_batch(&batch, &BatchLimits::default()).expect("valid compressed");
+        assert_eq!(info.compression(), Compression::Gzip);
+        let mut corrupt = batch.clone();
+        corrupt[62] ^= 0x40;
+        assert!(matches!(
+            validate_batch(&corrupt, &BatchLimits::default()),
+            Err(BatchError::CrcMismatch { .. })
+        ));
+    }
+
+    #[test]
+    fn log_append_time_records_may_be_later_than_max_timestamp() {
+        let region = framed(&body(1_000, 0, None, Some(b"v"), &[]));
+        let batch = edited(raw_batch(&region, 1), |h| h.attributes.set(0x08));
+        let info = validate_batch(&batch, &BatchLimits::default()).expect("valid");
+        assert_eq!(info.timestamp_type(), TimestampType::LogAppendTime);
+    }
+
+    #[test]
+    fn batches_without_timestamps_skip_the_record_bound() {
+        let region = framed(&body(5, 0, None, None, &[]));
+        let batch = edited(raw_batch(&region, 1), |h| {
+            h.base_timestamp.set(NO_TIMESTAMP);
+            h.max_timestamp.set(NO_TIMESTAMP);
+        });
+        assert!(validate_batch(&batch, &BatchLimits::default()).is_ok());
+    }
+
+    #[test]
+    fn transactional_and_control_flags_are_reported() {
+        let batch = edited(sample(), |h| h.attributes.set(0x30));
+        let info = validate_batch(&batch, &BatchLimits::default()).expect("valid");
+        assert!(info.is_transactional() && info.is_control());
     }
 }
