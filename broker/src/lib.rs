@@ -9,3 +9,5 @@ pub mod config;
 pub mod hash;
 pub mod metrics;
 pub mod net;
+pub mod notify;
+pub mod peers;

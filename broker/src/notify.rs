@@ -1,0 +1,134 @@
+//! Single-threaded wake-ups: a set-once [`Latch`] (shutdown) and a counting [`Signal`] (appends
+//! that long-polling fetches wait on).
+//!
+//! Both live on one shard and are never shared across threads, so they use `Cell`/`RefCell`
+//! rather than atomics. Invariant: a waiter registered before a `set`/`notify` is always woken by
+//! it; wakers are dropped once woken, so the waiter list is bounded by the number of tasks
+//! currently waiting (itself bounded by connections × in-flight requests).
+
+use std::cell::{Cell, RefCell};
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll, Waker};
+
+/// A flag that goes from unset to set once and wakes everyone waiting for it.
+#[derive(Debug, Default)]
+pub struct Latch {
+    set: Cell<bool>,
+    wakers: RefCell<Vec<Waker>>,
+}
+
+impl Latch {
+    /// Sets the latch and wakes every waiter.
+    pub fn set(&self) {
+        self.set.set(true);
+        for waker in self.wakers.borrow_mut().drain(..) {
+            waker.wake();
+        }
+    }
+
+    /// Whether the latch is set.
+    pub fn is_set(&self) -> bool {
+        self.set.get()
+    }
+
+    /// Completes once the latch is set.
+    pub fn wait(&self) -> LatchWait<'_> {
+        LatchWait { latch: self }
+    }
+}
+
+/// The future returned by [`Latch::wait`].
+#[derive(Debug)]
+pub struct LatchWait<'a> {
+    latch: &'a Latch,
+}
+
+impl Future for LatchWait<'_> {
+    type Output = ();
+
+    fn poll(self: Pin<&mut Self>, context: &mut Context<'_>) -> Poll<()> {
+        if self.latch.set.get() {
+            return Poll::Ready(());
+        }
+        self.latch.wakers.borrow_mut().push(context.waker().clone());
+        Poll::Pending
+    }
+}
+
+/// A counter of events (e.g. appends to a partition); waiters wait for it to pass a value.
+#[derive(Debug, Default)]
+pub struct Signal {
+    count: Cell<u64>,
+    wakers: RefCell<Vec<Waker>>,
+}
+
+impl Signal {
+    /// The number of events so far.
+    pub fn count(&self) -> u64 {
+        self.count.get()
+    }
+
+    /// Records one event and wakes every waiter.
+    pub fn notify(&self) {
+        self.count.set(self.count.get() + 1);
+        for waker in self.wakers.borrow_mut().drain(..) {
+            waker.wake();
+        }
+    }
+
+    /// Registers `waker` to be woken at the next event, unless the count already differs from
+    /// `seen`; returns whether an event happened since `seen`.
+    pub fn changed_since(&self, seen: u64, waker: &Waker) -> bool {
+        if self.count.get() != seen {
+            return true;
+        }
+        let mut wakers = self.wakers.borrow_mut();
+        if !wakers.iter().any(|existing| existing.will_wake(waker)) {
+            wakers.push(waker.clone());
+        }
+        false
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::rc::Rc;
+
+    #[test]
+    fn latch_wakes_waiters_and_stays_set() {
+        let executor = glommio::LocalExecutorBuilder::new(glommio::Placement::Unbound)
+            .spawn(|| async {
+                let latch = Rc::new(Latch::default());
+                let waiter = {
+                    let latch = Rc::clone(&latch);
+                    glommio::spawn_local(async move { latch.wait().await })
+                };
+                glommio::yield_if_needed().await;
+                assert!(!latch.is_set());
+                latch.set();
+                waiter.await;
+                latch.wait().await;
+                assert!(latch.is_set());
+            })
+            .unwrap();
+        executor.join().unwrap();
+    }
+
+    #[test]
+    fn signal_reports_events_since_a_count() {
+        let waker = futures_lite::future::block_on(futures_lite::future::poll_fn(|context| {
+            Poll::Ready(context.waker().clone())
+        }));
+        let signal = Signal::default();
+        let seen = signal.count();
+        assert!(!signal.changed_since(seen, &waker));
+        assert!(!signal.changed_since(seen, &waker));
+        assert_eq!(signal.wakers.borrow().len(), 1, "one waker per waiter");
+        signal.notify();
+        assert!(signal.wakers.borrow().is_empty());
+        assert!(signal.changed_since(seen, &waker));
+        assert!(!signal.changed_since(signal.count(), &waker));
+    }
+}
