@@ -99,10 +99,7 @@ impl<Request: Send + 'static, Reply: Send + 'static> Peers<Request, Reply> {
     ) -> (Self, Inbox<Request, Reply>) {
         let mut senders = Vec::with_capacity(ends.senders.len());
         for sender in ends.senders {
-            senders.push(match sender {
-                Some(sender) => Some(glommio::spawn_local(sender.connect()).detach()),
-                None => None,
-            });
+            senders.push(sender.map(|sender| glommio::spawn_local(sender.connect()).detach()));
         }
         let mut receivers = Vec::new();
         for (from, receiver) in ends.receivers.into_iter().enumerate() {
