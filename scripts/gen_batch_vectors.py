@@ -8,9 +8,15 @@ must find in it: the header fields and every record's offset, timestamp, key, va
 with kafka-python's DefaultRecordBatch and checks it against the JSON, so a vector never disagrees
 with the reference implementation.
 
+A gzip-compressed vector shows that compressed batches pass through: weir-proto validates their
+header and CRC without decoding the records.
+
 It also checks the other direction: every proto/testdata/batches/weir_*.bin (batches written by
 weir-proto's BatchBuilder, see docs/BATCH_FORMAT.md) must decode with kafka-python, pass its CRC
 check, and match its JSON.
+
+Finally it refreshes the fuzz seed corpus proto/fuzz/corpus/batch/: every vector, plus a few
+derived inputs (concatenated batches, a buffer cut inside a batch, a log-append-time batch).
 
 Usage (from anywhere; rerunnable, output is deterministic):
     pip install kafka-python
@@ -23,8 +29,12 @@ import struct
 import sys
 
 from kafka.record.default_records import DefaultRecordBatch, DefaultRecordBatchBuilder
+from kafka.record.util import calc_crc32c
 
-OUT_DIR = pathlib.Path(__file__).resolve().parent.parent / "proto" / "testdata" / "batches"
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+OUT_DIR = ROOT / "proto" / "testdata" / "batches"
+CORPUS_DIR = ROOT / "proto" / "fuzz" / "corpus" / "batch"
+CODEC_GZIP = 1
 BATCH_BYTES_MAX = 4 * 1024 * 1024
 T0 = 1_700_000_000_000  # 2023-11-14T22:13:20Z in milliseconds
 
@@ -100,6 +110,11 @@ def vectors():
         records=[(T0, b"tx", b"in a transaction", [])],
     )
     yield dict(
+        name="compressed_gzip",
+        compression=CODEC_GZIP,
+        records=[(T0 + i, b"same-key", b"a value that repeats " * 8, []) for i in range(20)],
+    )
+    yield dict(
         name="stamped_offset",
         base_offset=1_000_000_007,
         leader_epoch=12,
@@ -111,7 +126,7 @@ def build(vector):
     producer_id, producer_epoch, base_sequence = vector.get("producer", (-1, -1, -1))
     builder = DefaultRecordBatchBuilder(
         magic=2,
-        compression_type=0,
+        compression_type=vector.get("compression", 0),
         is_transactional=vector.get("transactional", False),
         producer_id=producer_id,
         producer_epoch=producer_epoch,
@@ -122,6 +137,15 @@ def build(vector):
         if builder.append(offset_delta, timestamp, key, value, headers) is None:
             raise SystemExit(f"{vector['name']}: record {offset_delta} did not fit")
     batch = bytearray(builder.build())
+    codec = struct.unpack_from(">h", batch, 21)[0] & 0x07
+    if codec != vector.get("compression", 0):
+        raise SystemExit(f"{vector['name']}: kafka-python wrote codec {codec}")
+    if codec == CODEC_GZIP:
+        # The gzip header holds the compression time (bytes 4-7): zero it so reruns write the
+        # same bytes, and reseal the CRC it is covered by.
+        assert batch[61:63] == b"\x1f\x8b", "gzip member at the start of the records"
+        batch[65:69] = bytes(4)
+        reseal(batch)
     # baseOffset and partitionLeaderEpoch are outside the CRC: stamp them as a broker would.
     struct.pack_into(">q", batch, 0, vector.get("base_offset", 0))
     struct.pack_into(">i", batch, 12, vector.get("leader_epoch", 0))
@@ -229,12 +253,36 @@ def check_weir_built():
     return checked
 
 
+def reseal(batch):
+    """Recomputes the CRC of a bytearray batch after an edit of its covered bytes."""
+    struct.pack_into(">I", batch, 17, calc_crc32c(bytes(batch[21:])))
+
+
+def write_corpus():
+    """Seeds for the `batch` fuzz target: every vector and a few inputs derived from them."""
+    CORPUS_DIR.mkdir(parents=True, exist_ok=True)
+    vectors = {path.stem: path.read_bytes() for path in sorted(OUT_DIR.glob("*.bin"))}
+    seeds = {f"vector_{name}": batch for name, batch in vectors.items()}
+    three = vectors["simple"] + vectors["idempotent_headers"] + vectors["null_key_empty_value"]
+    seeds["concat_three"] = three
+    seeds["concat_cut_inside_third"] = three[: len(three) - 7]
+    seeds["concat_cut_inside_prefix"] = vectors["simple"] + vectors["transactional"][:9]
+    log_append = bytearray(vectors["varied_timestamps"])
+    struct.pack_into(">h", log_append, 21, 0x08)
+    reseal(log_append)
+    seeds["log_append_time"] = bytes(log_append)
+    for name, data in seeds.items():
+        (CORPUS_DIR / name).write_bytes(data)
+    print(f"wrote {len(seeds)} seeds to {CORPUS_DIR.relative_to(ROOT)}")
+
+
 def main():
     OUT_DIR.mkdir(parents=True, exist_ok=True)
     write_vectors()
     if check_weir_built() == 0:
         print("no weir_*.bin found: run `WEIR_WRITE_VECTORS=1 cargo test -p weir-proto --test "
               "batch_vectors` first to check the reverse direction", file=sys.stderr)
+    write_corpus()
 
 
 if __name__ == "__main__":

@@ -9,8 +9,8 @@ use std::path::{Path, PathBuf};
 
 use serde_json::{json, Value};
 use weir_proto::batch::{
-    records, set_base_offset, set_partition_leader_epoch, validate_batch, BatchBuilder, BatchInfo,
-    BatchIter, BatchLimits,
+    records, set_base_offset, set_partition_leader_epoch, validate_batch, BatchBuilder, BatchError,
+    BatchInfo, BatchIter, BatchLimits, Compression,
 };
 
 fn vectors_dir() -> PathBuf {
@@ -57,12 +57,20 @@ fn nullable_unhex(value: &Value) -> Option<Vec<u8>> {
     value.as_str().map(unhex)
 }
 
-/// The JSON view of a batch, in the same shape as the script writes.
+/// The JSON view of a batch, in the same shape as the script writes. The records of a
+/// compressed batch are left out: Weir passes them through without decoding them.
 fn describe(batch: &[u8]) -> Value {
     let info = validate_batch(batch, &BatchLimits::default()).expect("vector validates");
     let crc = u32::from_be_bytes(batch[17..21].try_into().unwrap());
+    if info.compression() != Compression::None {
+        assert_eq!(
+            records(batch).err(),
+            Some(BatchError::CompressedRecords(info.compression().code()))
+        );
+    }
     let records: Vec<Value> = records(batch)
-        .expect("iterable")
+        .into_iter()
+        .flatten()
         .map(|record| {
             let record = record.expect("record decodes");
             let headers: Vec<Value> = record
@@ -143,9 +151,17 @@ fn every_vector_decodes_to_its_json() {
         kafka_python_vectors >= 8,
         "the kafka-python vectors are checked in"
     );
+    let mut compressed = 0;
     for (name, bytes, expected) in &vectors {
-        assert_eq!(&describe(bytes), expected, "vector {name}");
+        let mut expected = expected.clone();
+        if expected["attributes"].as_i64().unwrap() & 0x07 != 0 {
+            // kafka-python decompressed these records to write the JSON; Weir does not.
+            expected["records"] = json!([]);
+            compressed += 1;
+        }
+        assert_eq!(describe(bytes), expected, "vector {name}");
     }
+    assert!(compressed >= 1, "a compressed vector is checked in");
 }
 
 #[test]
