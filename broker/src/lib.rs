@@ -7,7 +7,10 @@
 pub mod catalog;
 pub mod config;
 pub mod hash;
+pub mod http;
 pub mod metrics;
 pub mod net;
 pub mod notify;
 pub mod peers;
+pub mod runtime;
+pub mod shard;
