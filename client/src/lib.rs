@@ -1,10 +1,58 @@
-//! Weir's async client (tokio): partitioning and retry policy.
+//! Weir's async client (tokio): [`Producer`], [`Consumer`] and [`Admin`].
 //!
-//! This crate owns everything a service needs to talk to Weir brokers. Invariant: no public
-//! function panics on bad input or on a broker's answer; failures are typed errors.
+//! This crate owns everything a service needs to talk to a Weir broker. A [`Cluster`] holds the
+//! broker's metadata and one connection per shard; every partition's traffic goes straight to
+//! the shard that owns it, so the broker forwards nothing between its cores. Invariants: every
+//! queue and buffer has a named, configurable bound (`buffer_bytes_max`,
+//! `inflight_requests_max`, `fetch_bytes_max`, …); no public function panics on bad input or on
+//! a broker's answer, failures are typed errors ([`Error`], [`ProduceError`]) that say whether a
+//! retry may help ([`Retriable`]).
+//!
+//! # Quickstart
+//!
+//! ```no_run
+//! use std::time::Duration;
+//! use bytes::Bytes;
+//! use weir_client::{
+//!     Admin, ClientConfig, Cluster, Consumer, ConsumerConfig, Producer, ProducerConfig,
+//!     TopicSettings,
+//! };
+//!
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! let cluster = Cluster::connect(ClientConfig::new("127.0.0.1:9347")).await?;
+//! Admin::new(cluster.clone()).create_topic("events", 4, &TopicSettings::default()).await?;
+//!
+//! let producer = Producer::new(cluster.clone(), ProducerConfig::default())?;
+//! let written = producer
+//!     .send("events", Some(Bytes::from("key")), Bytes::from("hello"), &[])
+//!     .await?;
+//! producer.close().await;
+//!
+//! let mut consumer = Consumer::new(cluster, ConsumerConfig::default());
+//! consumer.assign("events", &[written.partition]).await?;
+//! let records = consumer.poll(Duration::from_secs(1)).await?;
+//! assert_eq!(records[0].value.as_deref(), Some(&b"hello"[..]));
+//! # Ok(())
+//! # }
+//! ```
 
+pub mod accumulator;
+pub mod admin;
+pub mod cluster;
+pub mod connection;
+pub mod consumer;
+pub mod error;
 pub mod partitioner;
+pub mod producer;
 pub mod retry;
 
+pub use accumulator::{Header, TopicPartition};
+pub use admin::{Admin, PartitionDescription, TopicDescription, TopicListing, TopicSettings};
+pub use cluster::{ClientConfig, Cluster, MetadataSnapshot, TopicInfo};
+pub use connection::{Connection, ConnectionConfig};
+pub use consumer::{ConsumedRecord, Consumer, ConsumerConfig, OffsetReset, SeekTo};
+pub use error::{Error, ErrorCode, ProduceError};
 pub use partitioner::partition_for_key;
+pub use producer::{Delivery, Producer, ProducerConfig, RecordMetadata};
 pub use retry::{Retriable, RetryPolicy};
+pub use weir_proto::wire::{Acks, FlushPolicy, TopicConfig, TopicId};

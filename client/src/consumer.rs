@@ -1,0 +1,806 @@
+//! The consumer: fetches assigned partitions from their owning shards and tracks positions.
+//!
+//! A [`Consumer`] holds a manual assignment (consumer groups with rebalancing come later) and,
+//! per assigned partition, the position: the offset of the next record to hand out. [`Consumer::poll`]
+//! sends one Fetch per owning shard address covering all the partitions that shard owns, with
+//! long polling (`fetch_max_wait_ms`, `fetch_min_bytes`); a fetch not answered when a poll times
+//! out stays in flight and serves the next poll. Invariants:
+//! - at most one fetch is in flight per shard address, so in-flight fetches are bounded by the
+//!   number of shards and their bytes by `fetch_bytes_max` each;
+//! - records come out per partition in offset order, each once: a fetch starting inside a batch
+//!   returns the whole batch, and the records before the position are skipped;
+//! - a fetch answer is applied to a partition only if the partition's position still equals the
+//!   offset it was fetched from, so a `seek` during a fetch is never undone by its answer;
+//! - positions move only forward, past the records handed out, except by `seek`.
+//!
+//! Offsets are committed under `group_id` with generation -1 (no group membership yet).
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use tokio::task::JoinSet;
+use weir_proto::batch::{records, BatchIter, BatchLimits};
+use weir_proto::wire::{
+    ErrorCode, FetchPartition, FetchPartitionResult, FetchRequest, FetchResponse,
+    ListOffsetsPartition, ListOffsetsRequest, OffsetCommitPartition, OffsetCommitRequest,
+    OffsetFetchPartition, OffsetFetchRequest, OffsetQuery, GENERATION_NONE, OFFSET_NONE,
+};
+
+use crate::accumulator::TopicPartition;
+use crate::cluster::{ClientConfig, Cluster};
+use crate::error::Error;
+use crate::producer::suggests_stale_metadata;
+use crate::retry::Retriable;
+
+/// Where the consumer starts when a partition has no position and no committed offset, or when
+/// its position fell out of the log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum OffsetReset {
+    /// Start at the first retained record.
+    #[default]
+    Earliest,
+    /// Start after the last record: only new records are read.
+    Latest,
+    /// Fail the poll with [`Error::Broker`] (`offset_out_of_range`) or [`Error::InvalidArgument`].
+    Fail,
+}
+
+/// How a consumer fetches.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConsumerConfig {
+    /// The group whose committed offsets are read and written; `None` disables commits.
+    pub group_id: Option<String>,
+    /// The longest a fetch waits on the broker for `fetch_min_bytes` to arrive.
+    pub fetch_max_wait_ms: u32,
+    /// A fetch answers as soon as this many record bytes are available.
+    pub fetch_min_bytes: u32,
+    /// The most record bytes in one fetch answer (one shard's partitions together).
+    pub fetch_bytes_max: u32,
+    /// The most record bytes per partition in one fetch answer (a larger first batch is still
+    /// returned whole).
+    pub partition_fetch_bytes_max: u32,
+    /// Where to start without a position or a committed offset.
+    pub offset_reset: OffsetReset,
+    /// How long to wait before fetching again from a shard whose fetch failed.
+    pub retry_backoff_ms: u64,
+}
+
+impl Default for ConsumerConfig {
+    fn default() -> Self {
+        Self {
+            group_id: None,
+            fetch_max_wait_ms: 500,
+            fetch_min_bytes: 1,
+            fetch_bytes_max: 8 * 1024 * 1024,
+            partition_fetch_bytes_max: 1024 * 1024,
+            offset_reset: OffsetReset::Earliest,
+            retry_backoff_ms: 100,
+        }
+    }
+}
+
+/// Where [`Consumer::seek`] moves a partition's position.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SeekTo {
+    /// The first retained record.
+    Earliest,
+    /// After the last record.
+    Latest,
+    /// This offset.
+    Offset(i64),
+    /// The first record whose timestamp is at or after this many milliseconds since the Unix
+    /// epoch (after the last record if there is none).
+    Timestamp(i64),
+}
+
+/// One record handed out by [`Consumer::poll`]; its key, value and headers are slices of the
+/// fetched bytes, not copies.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConsumedRecord {
+    /// The topic's name.
+    pub topic: Arc<str>,
+    /// The partition.
+    pub partition: u32,
+    /// The record's offset.
+    pub offset: i64,
+    /// The record's timestamp, milliseconds since the Unix epoch.
+    pub timestamp_ms: i64,
+    /// The key, if the record has one.
+    pub key: Option<Bytes>,
+    /// The value, or `None` for a null value.
+    pub value: Option<Bytes>,
+    /// The headers, in order.
+    pub headers: Vec<(Bytes, Option<Bytes>)>,
+}
+
+#[derive(Debug)]
+struct Assigned {
+    topic: Arc<str>,
+    /// The next offset to hand out, once known.
+    position: Option<i64>,
+}
+
+/// What one in-flight fetch asked for and what came back.
+struct FetchOutcome {
+    address: String,
+    /// The offset each partition was fetched from.
+    fetched_from: HashMap<TopicPartition, i64>,
+    result: Result<FetchResponse, Error>,
+}
+
+/// Reads records from assigned partitions (see the module documentation).
+///
+/// ```no_run
+/// use std::time::Duration;
+/// use weir_client::{ClientConfig, Cluster, Consumer, ConsumerConfig, SeekTo};
+///
+/// # async fn run() -> Result<(), weir_client::Error> {
+/// let cluster = Cluster::connect(ClientConfig::new("127.0.0.1:9347")).await?;
+/// let config = ConsumerConfig {
+///     group_id: Some("billing".to_string()),
+///     ..ConsumerConfig::default()
+/// };
+/// let mut consumer = Consumer::new(cluster, config);
+/// consumer.assign_all("events").await?;
+/// consumer.seek("events", 0, SeekTo::Earliest).await?;
+/// loop {
+///     let records = consumer.poll(Duration::from_secs(1)).await?;
+///     for record in &records {
+///         println!("{}/{} @{}: {:?}", record.topic, record.partition, record.offset, record.value);
+///     }
+///     consumer.commit().await?;
+/// #   break;
+/// }
+/// # Ok(())
+/// # }
+/// ```
+pub struct Consumer {
+    cluster: Arc<Cluster>,
+    config: ConsumerConfig,
+    assignment: BTreeMap<TopicPartition, Assigned>,
+    fetches: JoinSet<FetchOutcome>,
+    fetching: HashSet<String>,
+    /// Shards whose last fetch failed are not fetched from again before this instant.
+    backoff_until: HashMap<String, Instant>,
+    batch_limits: BatchLimits,
+}
+
+impl std::fmt::Debug for Consumer {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter
+            .debug_struct("Consumer")
+            .field("config", &self.config)
+            .field("assignment", &self.assignment)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Consumer {
+    /// Creates a consumer with no assignment over a connected cluster.
+    pub fn new(cluster: Arc<Cluster>, config: ConsumerConfig) -> Consumer {
+        let batch_limits = BatchLimits {
+            // A fetched batch is bounded by the frame that carried it.
+            batch_bytes_max: cluster.config().connection.frame_bytes_max,
+            records_per_batch_max: u32::MAX,
+        };
+        Consumer {
+            cluster,
+            config,
+            assignment: BTreeMap::new(),
+            fetches: JoinSet::new(),
+            fetching: HashSet::new(),
+            backoff_until: HashMap::new(),
+            batch_limits,
+        }
+    }
+
+    /// Connects to `client.bootstrap` and creates a consumer.
+    pub async fn connect(client: ClientConfig, config: ConsumerConfig) -> Result<Consumer, Error> {
+        Ok(Consumer::new(Cluster::connect(client).await?, config))
+    }
+
+    /// Returns the cluster this consumer reads from.
+    pub fn cluster(&self) -> &Arc<Cluster> {
+        &self.cluster
+    }
+
+    /// Adds `partitions` of `topic` to the assignment, each without a position (the next poll
+    /// starts it at the group's committed offset, else per `offset_reset`). Partitions already
+    /// assigned keep their position.
+    pub async fn assign(&mut self, topic: &str, partitions: &[u32]) -> Result<(), Error> {
+        let info = self.cluster.topic(topic).await?;
+        let name: Arc<str> = Arc::from(topic);
+        for &partition in partitions {
+            if partition >= info.partition_count() {
+                return Err(Error::UnknownPartition {
+                    topic: topic.to_string(),
+                    partition,
+                    partitions: info.partition_count(),
+                });
+            }
+        }
+        for &partition in partitions {
+            let key = TopicPartition {
+                topic_id: info.topic_id,
+                partition,
+            };
+            self.assignment.entry(key).or_insert_with(|| Assigned {
+                topic: name.clone(),
+                position: None,
+            });
+        }
+        Ok(())
+    }
+
+    /// Assigns every partition of `topic`.
+    pub async fn assign_all(&mut self, topic: &str) -> Result<(), Error> {
+        let info = self.cluster.topic(topic).await?;
+        let partitions: Vec<u32> = (0..info.partition_count()).collect();
+        self.assign(topic, &partitions).await
+    }
+
+    /// Removes every partition from the assignment.
+    pub fn unassign_all(&mut self) {
+        self.assignment.clear();
+    }
+
+    /// Returns the assigned partitions as `(topic, partition)`.
+    pub fn assignment(&self) -> Vec<(Arc<str>, u32)> {
+        self.assignment
+            .iter()
+            .map(|(key, assigned)| (assigned.topic.clone(), key.partition))
+            .collect()
+    }
+
+    /// Moves the position of an assigned partition; `Earliest`, `Latest` and `Timestamp` are
+    /// resolved with a ListOffsets request to the owning shard.
+    pub async fn seek(&mut self, topic: &str, partition: u32, to: SeekTo) -> Result<(), Error> {
+        let key = self.assigned_key(topic, partition)?;
+        let offset = match to {
+            SeekTo::Offset(offset) if offset < 0 => {
+                return Err(Error::InvalidArgument(format!(
+                    "offset {offset} is negative"
+                )))
+            }
+            SeekTo::Offset(offset) => offset,
+            SeekTo::Earliest => self.list_offset(key, OffsetQuery::Earliest).await?,
+            SeekTo::Latest => self.list_offset(key, OffsetQuery::Latest).await?,
+            SeekTo::Timestamp(timestamp_ms) if timestamp_ms < 0 => {
+                return Err(Error::InvalidArgument(format!(
+                    "timestamp {timestamp_ms} is negative"
+                )))
+            }
+            SeekTo::Timestamp(timestamp_ms) => {
+                let found = self
+                    .list_offset(key, OffsetQuery::Timestamp { timestamp_ms })
+                    .await?;
+                if found < 0 {
+                    self.list_offset(key, OffsetQuery::Latest).await?
+                } else {
+                    found
+                }
+            }
+        };
+        if let Some(assigned) = self.assignment.get_mut(&key) {
+            assigned.position = Some(offset);
+        }
+        Ok(())
+    }
+
+    /// Returns the position (the offset of the next record to hand out) of an assigned
+    /// partition, or `None` before it is known.
+    pub fn position(&self, topic: &str, partition: u32) -> Option<i64> {
+        let key = self.assigned_key(topic, partition).ok()?;
+        self.assignment.get(&key)?.position
+    }
+
+    /// Fetches records from the assigned partitions, waiting up to `timeout` for some to arrive.
+    /// Returns an empty list when none did. Positions advance past the records returned.
+    pub async fn poll(&mut self, timeout: Duration) -> Result<Vec<ConsumedRecord>, Error> {
+        let deadline = Instant::now() + timeout;
+        self.resolve_positions().await?;
+        loop {
+            self.start_fetches(deadline);
+            let next_backoff = self.backoff_until.values().min().copied();
+            let wake_at = match next_backoff {
+                Some(backoff) if backoff < deadline => backoff,
+                _ => deadline,
+            };
+            let outcome = tokio::select! {
+                joined = self.fetches.join_next(), if !self.fetches.is_empty() => joined,
+                _ = tokio::time::sleep_until(wake_at.into()) => None,
+            };
+            if let Some(joined) = outcome {
+                let outcome = joined.map_err(|error| Error::Protocol {
+                    address: self.cluster.config().bootstrap.clone(),
+                    reason: format!("fetch task failed: {error}"),
+                })?;
+                let records = self.apply(outcome).await?;
+                if !records.is_empty() {
+                    return Ok(records);
+                }
+            }
+            if Instant::now() >= deadline {
+                return Ok(Vec::new());
+            }
+            self.resolve_positions().await?;
+        }
+    }
+
+    /// Commits the position of every assigned partition that has one, under the configured
+    /// group.
+    pub async fn commit(&mut self) -> Result<(), Error> {
+        let offsets: Vec<(TopicPartition, i64)> = self
+            .assignment
+            .iter()
+            .filter_map(|(key, assigned)| assigned.position.map(|position| (*key, position)))
+            .collect();
+        self.commit_keys(&offsets).await
+    }
+
+    /// Commits the given offsets (`(topic, partition, next offset to consume)`) under the
+    /// configured group; the partitions need not be assigned.
+    pub async fn commit_offsets(&mut self, offsets: &[(&str, u32, i64)]) -> Result<(), Error> {
+        let mut keys = Vec::with_capacity(offsets.len());
+        for &(topic, partition, offset) in offsets {
+            let info = self.cluster.topic(topic).await?;
+            keys.push((
+                TopicPartition {
+                    topic_id: info.topic_id,
+                    partition,
+                },
+                offset,
+            ));
+        }
+        self.commit_keys(&keys).await
+    }
+
+    /// Returns the group's committed offset for each of `partitions` of `topic` (`None` where
+    /// nothing is committed).
+    pub async fn committed(
+        &self,
+        topic: &str,
+        partitions: &[u32],
+    ) -> Result<Vec<(u32, Option<i64>)>, Error> {
+        let group_id = self.group_id()?;
+        let info = self.cluster.topic(topic).await?;
+        let keys: Vec<TopicPartition> = partitions
+            .iter()
+            .map(|&partition| TopicPartition {
+                topic_id: info.topic_id,
+                partition,
+            })
+            .collect();
+        let committed = fetch_committed(&self.cluster, group_id, &keys).await?;
+        Ok(partitions
+            .iter()
+            .map(|&partition| {
+                let key = TopicPartition {
+                    topic_id: info.topic_id,
+                    partition,
+                };
+                (partition, committed.get(&key).copied())
+            })
+            .collect())
+    }
+
+    fn group_id(&self) -> Result<&str, Error> {
+        self.config
+            .group_id
+            .as_deref()
+            .ok_or_else(|| Error::InvalidArgument("the consumer has no group_id".to_string()))
+    }
+
+    fn assigned_key(&self, topic: &str, partition: u32) -> Result<TopicPartition, Error> {
+        self.assignment
+            .iter()
+            .find(|(key, assigned)| key.partition == partition && &*assigned.topic == topic)
+            .map(|(key, _)| *key)
+            .ok_or_else(|| {
+                Error::InvalidArgument(format!(
+                    "partition {partition} of topic \"{topic}\" is not assigned"
+                ))
+            })
+    }
+
+    async fn commit_keys(&self, offsets: &[(TopicPartition, i64)]) -> Result<(), Error> {
+        let group_id = self.group_id()?;
+        if offsets.is_empty() {
+            return Ok(());
+        }
+        let request = OffsetCommitRequest {
+            group_id: group_id.to_string(),
+            generation: GENERATION_NONE,
+            member_id: String::new(),
+            entries: offsets
+                .iter()
+                .map(|(key, offset)| OffsetCommitPartition {
+                    topic_id: key.topic_id,
+                    partition: key.partition,
+                    offset: *offset,
+                    metadata: String::new(),
+                })
+                .collect(),
+        };
+        let response = self.cluster.control_request(&request).await?;
+        match response
+            .entries
+            .into_iter()
+            .find(|entry| !entry.error_code.is_none())
+        {
+            Some(failed) => Err(Error::Broker {
+                code: failed.error_code,
+                message: format!(
+                    "commit of topic id {} partition {}: {}",
+                    failed.topic_id, failed.partition, failed.error_message
+                ),
+            }),
+            None => Ok(()),
+        }
+    }
+
+    async fn list_offset(&self, key: TopicPartition, query: OffsetQuery) -> Result<i64, Error> {
+        let offsets = list_offsets(&self.cluster, &[key], query).await?;
+        offsets.get(&key).copied().ok_or_else(|| Error::Protocol {
+            address: self.cluster.config().bootstrap.clone(),
+            reason: format!(
+                "the ListOffsets response has no result for topic id {} partition {}",
+                key.topic_id, key.partition
+            ),
+        })
+    }
+
+    /// Gives every assigned partition without a position one: the group's committed offset if
+    /// there is one, else the `offset_reset` policy.
+    async fn resolve_positions(&mut self) -> Result<(), Error> {
+        let unknown: Vec<TopicPartition> = self
+            .assignment
+            .iter()
+            .filter(|(_, assigned)| assigned.position.is_none())
+            .map(|(key, _)| *key)
+            .collect();
+        if unknown.is_empty() {
+            return Ok(());
+        }
+        let mut resolved = HashMap::new();
+        if let Some(group_id) = self.config.group_id.as_deref() {
+            resolved = fetch_committed(&self.cluster, group_id, &unknown).await?;
+        }
+        let remaining: Vec<TopicPartition> = unknown
+            .iter()
+            .filter(|key| !resolved.contains_key(key))
+            .copied()
+            .collect();
+        if !remaining.is_empty() {
+            let query = match self.config.offset_reset {
+                OffsetReset::Earliest => OffsetQuery::Earliest,
+                OffsetReset::Latest => OffsetQuery::Latest,
+                OffsetReset::Fail => {
+                    return Err(Error::InvalidArgument(format!(
+                        "{} assigned partitions have no position, no committed offset, and offset_reset is Fail",
+                        remaining.len()
+                    )))
+                }
+            };
+            resolved.extend(list_offsets(&self.cluster, &remaining, query).await?);
+        }
+        for (key, offset) in resolved {
+            if let Some(assigned) = self.assignment.get_mut(&key) {
+                assigned.position.get_or_insert(offset);
+            }
+        }
+        Ok(())
+    }
+
+    /// Starts a fetch to every owning shard address that has none in flight and is not backing
+    /// off, covering the assigned partitions it owns that have a position.
+    fn start_fetches(&mut self, deadline: Instant) {
+        let now = Instant::now();
+        self.backoff_until.retain(|_, until| *until > now);
+        let snapshot = self.cluster.metadata();
+        let mut by_address: HashMap<String, Vec<FetchPartition>> = HashMap::new();
+        for (key, assigned) in &self.assignment {
+            let Some(position) = assigned.position else {
+                continue;
+            };
+            let Some(address) = snapshot.owner_address(key.topic_id, key.partition) else {
+                continue;
+            };
+            if self.fetching.contains(address) || self.backoff_until.contains_key(address) {
+                continue;
+            }
+            by_address
+                .entry(address.to_string())
+                .or_default()
+                .push(FetchPartition {
+                    topic_id: key.topic_id,
+                    partition: key.partition,
+                    fetch_offset: position,
+                    partition_max_bytes: self.config.partition_fetch_bytes_max,
+                });
+        }
+        let remaining_ms = deadline.saturating_duration_since(now).as_millis();
+        let max_wait_ms = (remaining_ms.min(u128::from(self.config.fetch_max_wait_ms))) as u32;
+        for (address, entries) in by_address {
+            let fetched_from = entries
+                .iter()
+                .map(|entry| {
+                    let key = TopicPartition {
+                        topic_id: entry.topic_id,
+                        partition: entry.partition,
+                    };
+                    (key, entry.fetch_offset)
+                })
+                .collect();
+            let request = FetchRequest {
+                max_wait_ms,
+                min_bytes: self.config.fetch_min_bytes,
+                max_bytes: self.config.fetch_bytes_max,
+                entries,
+            };
+            let cluster = self.cluster.clone();
+            self.fetching.insert(address.clone());
+            self.fetches.spawn(async move {
+                let result = match cluster.connection(&address).await {
+                    Ok(connection) => connection.request(&request).await,
+                    Err(error) => Err(error),
+                };
+                FetchOutcome {
+                    address,
+                    fetched_from,
+                    result,
+                }
+            });
+        }
+    }
+
+    /// Turns one fetch answer into records, advancing positions; handles per-partition errors.
+    async fn apply(&mut self, outcome: FetchOutcome) -> Result<Vec<ConsumedRecord>, Error> {
+        self.fetching.remove(&outcome.address);
+        let response = match outcome.result {
+            Ok(response) => response,
+            Err(error) if error.is_retriable() => {
+                self.back_off(&outcome.address, &error).await;
+                return Ok(Vec::new());
+            }
+            Err(error) => return Err(error),
+        };
+        let mut records = Vec::new();
+        let mut stale_metadata = None;
+        for entry in response.entries {
+            let key = TopicPartition {
+                topic_id: entry.topic_id,
+                partition: entry.partition,
+            };
+            let Some(&fetched_from) = outcome.fetched_from.get(&key) else {
+                continue;
+            };
+            let Some(assigned) = self.assignment.get_mut(&key) else {
+                continue;
+            };
+            if assigned.position != Some(fetched_from) {
+                // Seeked while the fetch was in flight: this answer is for an old position.
+                continue;
+            }
+            if !entry.error_code.is_none() {
+                match handle_partition_error(assigned, &entry, self.config.offset_reset)? {
+                    PartitionErrorAction::Reset => {}
+                    PartitionErrorAction::Retry(error) => stale_metadata = Some(error),
+                }
+                continue;
+            }
+            let topic = assigned.topic.clone();
+            let position = decode_records(
+                &entry,
+                fetched_from,
+                &topic,
+                &self.batch_limits,
+                &mut records,
+            )
+            .map_err(|reason| Error::Protocol {
+                address: outcome.address.clone(),
+                reason,
+            })?;
+            assigned.position = Some(position);
+        }
+        if let Some(error) = stale_metadata {
+            self.back_off(&outcome.address, &error).await;
+        }
+        Ok(records)
+    }
+
+    async fn back_off(&mut self, address: &str, error: &Error) {
+        tracing::debug!(%error, address, "fetch failed; backing off");
+        let until = Instant::now() + Duration::from_millis(self.config.retry_backoff_ms);
+        self.backoff_until.insert(address.to_string(), until);
+        if suggests_stale_metadata(error) {
+            if let Err(refresh_error) = self.cluster.refresh_metadata().await {
+                tracing::debug!(%refresh_error, "metadata refresh after a failed fetch failed");
+            }
+        }
+    }
+}
+
+enum PartitionErrorAction {
+    /// The position was cleared and is resolved again on the next poll.
+    Reset,
+    /// Fetch again after a backoff.
+    Retry(Error),
+}
+
+fn handle_partition_error(
+    assigned: &mut Assigned,
+    entry: &FetchPartitionResult,
+    offset_reset: OffsetReset,
+) -> Result<PartitionErrorAction, Error> {
+    let error = Error::Broker {
+        code: entry.error_code,
+        message: format!(
+            "fetch of partition {} of topic \"{}\": {}",
+            entry.partition, assigned.topic, entry.error_message
+        ),
+    };
+    if entry.error_code == ErrorCode::OffsetOutOfRange && offset_reset != OffsetReset::Fail {
+        tracing::info!(topic = %assigned.topic, partition = entry.partition, ?offset_reset, "position out of range; resetting");
+        assigned.position = None;
+        return Ok(PartitionErrorAction::Reset);
+    }
+    if error.is_retriable() {
+        return Ok(PartitionErrorAction::Retry(error));
+    }
+    Err(error)
+}
+
+/// Appends the records of `entry` at or after `position` to `out` and returns the new position:
+/// after the last whole batch read (a trailing partial batch is left for the next fetch).
+fn decode_records(
+    entry: &FetchPartitionResult,
+    position: i64,
+    topic: &Arc<str>,
+    limits: &BatchLimits,
+    out: &mut Vec<ConsumedRecord>,
+) -> Result<i64, String> {
+    let bytes = entry.records.to_contiguous();
+    let mut next_position = position;
+    for batch in BatchIter::new_with_record_walk(&bytes, limits) {
+        let (info, batch_bytes) = batch.map_err(|error| {
+            format!(
+                "corrupt batch in partition {} of topic \"{topic}\": {error}",
+                entry.partition
+            )
+        })?;
+        if info.last_offset() < next_position {
+            continue;
+        }
+        let iter = records(batch_bytes).map_err(|error| error.to_string())?;
+        for record in iter {
+            let record = record.map_err(|error| error.to_string())?;
+            if record.offset < next_position {
+                continue;
+            }
+            let mut headers = Vec::new();
+            for header in record.headers {
+                let (key, value) = header.map_err(|error| error.to_string())?;
+                headers.push((
+                    bytes.slice_ref(key),
+                    value.map(|value| bytes.slice_ref(value)),
+                ));
+            }
+            out.push(ConsumedRecord {
+                topic: topic.clone(),
+                partition: entry.partition,
+                offset: record.offset,
+                timestamp_ms: record.timestamp,
+                key: record.key.map(|key| bytes.slice_ref(key)),
+                value: record.value.map(|value| bytes.slice_ref(value)),
+                headers,
+            });
+        }
+        next_position = info.last_offset() + 1;
+    }
+    Ok(next_position)
+}
+
+/// Looks up `query` for each partition with one ListOffsets request per owning shard.
+async fn list_offsets(
+    cluster: &Cluster,
+    keys: &[TopicPartition],
+    query: OffsetQuery,
+) -> Result<HashMap<TopicPartition, i64>, Error> {
+    let mut by_address: HashMap<String, Vec<ListOffsetsPartition>> = HashMap::new();
+    for key in keys {
+        let address = cluster.owner_address(key.topic_id, key.partition)?;
+        by_address
+            .entry(address)
+            .or_default()
+            .push(ListOffsetsPartition {
+                topic_id: key.topic_id,
+                partition: key.partition,
+                query,
+            });
+    }
+    let mut offsets = HashMap::with_capacity(keys.len());
+    for (address, entries) in by_address {
+        let request = ListOffsetsRequest { entries };
+        let response = crate::retry::with_retries(
+            &cluster.config().retry,
+            || async {
+                let connection = cluster.connection(&address).await?;
+                connection.request(&request).await
+            },
+            |error| {
+                let stale = suggests_stale_metadata(error);
+                async move {
+                    if stale {
+                        let _ = cluster.refresh_metadata().await;
+                    }
+                }
+            },
+        )
+        .await?;
+        for entry in response.entries {
+            if !entry.error_code.is_none() {
+                return Err(Error::Broker {
+                    code: entry.error_code,
+                    message: format!(
+                        "list offsets of topic id {} partition {}: {}",
+                        entry.topic_id, entry.partition, entry.error_message
+                    ),
+                });
+            }
+            let key = TopicPartition {
+                topic_id: entry.topic_id,
+                partition: entry.partition,
+            };
+            offsets.insert(key, entry.offset);
+        }
+    }
+    Ok(offsets)
+}
+
+/// Reads the group's committed offsets for `keys`; partitions without one are left out.
+async fn fetch_committed(
+    cluster: &Cluster,
+    group_id: &str,
+    keys: &[TopicPartition],
+) -> Result<HashMap<TopicPartition, i64>, Error> {
+    let request = OffsetFetchRequest {
+        group_id: group_id.to_string(),
+        entries: keys
+            .iter()
+            .map(|key| OffsetFetchPartition {
+                topic_id: key.topic_id,
+                partition: key.partition,
+            })
+            .collect(),
+    };
+    let response = cluster.control_request(&request).await?;
+    if !response.error_code.is_none() && response.error_code != ErrorCode::UnknownGroup {
+        return Err(Error::Broker {
+            code: response.error_code,
+            message: response.error_message,
+        });
+    }
+    let mut committed = HashMap::new();
+    for entry in response.entries {
+        if !entry.error_code.is_none() {
+            return Err(Error::Broker {
+                code: entry.error_code,
+                message: format!(
+                    "committed offset of topic id {} partition {}: {}",
+                    entry.topic_id, entry.partition, entry.error_message
+                ),
+            });
+        }
+        if entry.offset != OFFSET_NONE {
+            let key = TopicPartition {
+                topic_id: entry.topic_id,
+                partition: entry.partition,
+            };
+            committed.insert(key, entry.offset);
+        }
+    }
+    Ok(committed)
+}

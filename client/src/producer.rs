@@ -1,0 +1,717 @@
+//! The producer: batches records per partition and sends them to the owning shards.
+//!
+//! [`Producer::send`] (or [`Producer::enqueue`]) reserves the record's bytes in the bounded
+//! buffer, picks its partition (key hash, or the sticky partition for keyless records) and
+//! appends it straight into that partition's open batch. A background sender task drains the
+//! batches that are ready (full, lingered, or flushed), groups them by the address of the shard
+//! that owns each partition into Produce requests of at most `request_bytes_max` bytes, and keeps
+//! several requests in flight per connection (up to `inflight_requests_max`).
+//!
+//! Ordering: each partition has **at most one batch in flight**. A batch that fails with a
+//! retriable error goes back to the head of its partition's queue after a jittered backoff, so
+//! retries never reorder a partition, at the price of one round trip per batch per partition
+//! (many partitions still proceed in parallel). Without idempotence, a retry after a lost
+//! response can write a batch twice; it never writes batches out of order.
+//!
+//! Memory: every accepted record holds its size in the buffer (`buffer_bytes_max`) until its
+//! batch is acknowledged or failed; when the buffer is full, `send` waits (at most
+//! `block_ms_max`) or, with `block_on_full = false`, fails at once with
+//! [`ProduceError::BufferFull`].
+//!
+//! Failure: a batch is retried while its error is retriable, its retries last, and less than
+//! `delivery_timeout_ms` has passed since it was opened; then every record in it fails with the
+//! same error. Dropping the producer without [`Producer::close`] still delivers what it holds,
+//! in the background.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use bytes::{Bytes, BytesMut};
+use tokio::sync::{watch, Notify, Semaphore};
+use tokio::task::JoinSet;
+use weir_proto::wire::{
+    Acks, ApiKey, ErrorCode, Priority, ProducePartition, ProduceRequest, ProduceResponse,
+    RequestMessage,
+};
+
+use crate::accumulator::{
+    record_bytes_estimate, Accumulator, BatchOutcome, BatchingConfig, BufferPool, Header,
+    ReadyBatch, TopicPartition, BATCH_HEADER_BYTES,
+};
+use crate::cluster::{ClientConfig, Cluster};
+use crate::error::{Error, ProduceError};
+use crate::retry::{Retriable, RetryPolicy};
+
+/// How a producer batches, bounds its memory, and retries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProducerConfig {
+    /// How long a partition's open batch waits for more records before it is sent.
+    pub linger_ms: u64,
+    /// The largest batch in bytes, header included; a larger record is refused.
+    pub batch_bytes_max: u64,
+    /// The most bytes of records held by the producer (buffered or in flight).
+    pub buffer_bytes_max: u64,
+    /// The largest Produce request, in record bytes (batches of several partitions share one).
+    pub request_bytes_max: u64,
+    /// The most Produce requests in flight on one connection.
+    pub inflight_requests_max: usize,
+    /// When the broker acknowledges: after the owner appended the batch durably
+    /// ([`Acks::Leader`]), or never ([`Acks::None`]: records resolve with offset -1 once sent).
+    pub acks: Acks,
+    /// The most retries of one batch.
+    pub retries_max: u32,
+    /// The backoff ceiling before a batch's first retry; it doubles with each retry.
+    pub retry_backoff_ms_initial: u64,
+    /// The largest backoff ceiling.
+    pub retry_backoff_ms_max: u64,
+    /// How long after its batch opened a record may still be retried; then it fails.
+    pub delivery_timeout_ms: u64,
+    /// How long the broker may take to make a batch durable before answering a timeout.
+    pub request_timeout_ms: u64,
+    /// When the buffer is full: wait for room (true) or fail at once (false).
+    pub block_on_full: bool,
+    /// The longest `send` waits for room in a full buffer.
+    pub block_ms_max: u64,
+}
+
+impl Default for ProducerConfig {
+    fn default() -> Self {
+        Self {
+            linger_ms: 5,
+            batch_bytes_max: 256 * 1024,
+            buffer_bytes_max: 64 * 1024 * 1024,
+            request_bytes_max: 4 * 1024 * 1024,
+            inflight_requests_max: 8,
+            acks: Acks::Leader,
+            retries_max: 20,
+            retry_backoff_ms_initial: 50,
+            retry_backoff_ms_max: 2_000,
+            delivery_timeout_ms: 120_000,
+            request_timeout_ms: 30_000,
+            block_on_full: true,
+            block_ms_max: 60_000,
+        }
+    }
+}
+
+impl ProducerConfig {
+    fn retry_policy(&self) -> RetryPolicy {
+        RetryPolicy {
+            retries_max: self.retries_max,
+            backoff_ms_initial: self.retry_backoff_ms_initial,
+            backoff_ms_max: self.retry_backoff_ms_max,
+            timeout_ms: self.delivery_timeout_ms,
+        }
+    }
+
+    fn validate(&self) -> Result<(), Error> {
+        if self.batch_bytes_max <= BATCH_HEADER_BYTES {
+            return Err(Error::InvalidArgument(format!(
+                "batch_bytes_max must exceed the {BATCH_HEADER_BYTES}-byte batch header"
+            )));
+        }
+        if self.buffer_bytes_max < self.batch_bytes_max {
+            return Err(Error::InvalidArgument(
+                "buffer_bytes_max must be at least batch_bytes_max".to_string(),
+            ));
+        }
+        if self.request_bytes_max < self.batch_bytes_max {
+            return Err(Error::InvalidArgument(
+                "request_bytes_max must be at least batch_bytes_max".to_string(),
+            ));
+        }
+        if self.inflight_requests_max == 0 {
+            return Err(Error::InvalidArgument(
+                "inflight_requests_max must be at least 1".to_string(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Where an acknowledged record was written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RecordMetadata {
+    /// The partition the record went to.
+    pub partition: u32,
+    /// The record's offset in the partition; -1 with [`Acks::None`], where it is not known.
+    pub offset: i64,
+}
+
+/// The pending delivery of one accepted record; [`Delivery::wait`] resolves once its batch is
+/// acknowledged or has failed.
+#[derive(Debug)]
+pub struct Delivery {
+    partition: u32,
+    index: u32,
+    outcome: watch::Receiver<BatchOutcome>,
+}
+
+impl Delivery {
+    /// Returns the partition the record was placed in.
+    pub fn partition(&self) -> u32 {
+        self.partition
+    }
+
+    /// Waits until the record's batch completes and returns where the record was written.
+    pub async fn wait(mut self) -> Result<RecordMetadata, ProduceError> {
+        let outcome = match self
+            .outcome
+            .wait_for(|outcome| !matches!(outcome, BatchOutcome::Pending))
+            .await
+        {
+            Ok(outcome) => outcome.clone(),
+            // The sender dropped the batch without completing it: the producer's task ended.
+            Err(_) => return Err(ProduceError::Closed),
+        };
+        match outcome {
+            BatchOutcome::Acked { base_offset } if base_offset < 0 => Ok(RecordMetadata {
+                partition: self.partition,
+                offset: -1,
+            }),
+            BatchOutcome::Acked { base_offset } => Ok(RecordMetadata {
+                partition: self.partition,
+                offset: base_offset + i64::from(self.index),
+            }),
+            BatchOutcome::Failed(error) => Err(error),
+            BatchOutcome::Pending => Err(ProduceError::Closed),
+        }
+    }
+}
+
+struct ProducerShared {
+    config: ProducerConfig,
+    cluster: Arc<Cluster>,
+    /// Held only for one append or one drain: never across an await.
+    accumulator: Mutex<Accumulator>,
+    buffer: BufferPool,
+    wake: Notify,
+    closing: AtomicBool,
+    retry_policy: RetryPolicy,
+    /// Bounds this producer's Produce requests in flight per shard address.
+    inflight_by_address: Mutex<HashMap<String, Arc<Semaphore>>>,
+}
+
+impl ProducerShared {
+    fn accumulator(&self) -> std::sync::MutexGuard<'_, Accumulator> {
+        self.accumulator
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Resolves a batch for good and frees its partition and its buffer bytes.
+    fn complete(&self, batch: ReadyBatch, outcome: BatchOutcome) {
+        self.accumulator().batch_finished(batch.topic_partition);
+        self.buffer.release(batch.reserved_bytes);
+        let _ = batch.completion.send(outcome);
+        self.wake.notify_one();
+    }
+
+    fn inflight_limit(&self, address: &str) -> Arc<Semaphore> {
+        let mut limits = self
+            .inflight_by_address
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Some(limit) = limits.get(address) {
+            return limit.clone();
+        }
+        let limit = Arc::new(Semaphore::new(self.config.inflight_requests_max));
+        limits.insert(address.to_string(), limit.clone());
+        limit
+    }
+}
+
+/// Sends records to Weir in batches (see the module documentation).
+///
+/// ```no_run
+/// use bytes::Bytes;
+/// use weir_client::{ClientConfig, Cluster, Producer, ProducerConfig};
+///
+/// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+/// let cluster = Cluster::connect(ClientConfig::new("127.0.0.1:9347")).await?;
+/// let producer = Producer::new(cluster, ProducerConfig::default())?;
+///
+/// // Wait for one record's acknowledgement.
+/// let metadata = producer
+///     .send("events", Some(Bytes::from("user-42")), Bytes::from("signed up"), &[])
+///     .await?;
+/// println!("partition {} offset {}", metadata.partition, metadata.offset);
+///
+/// // Or queue many and collect the acknowledgements afterwards.
+/// let mut deliveries = Vec::new();
+/// for index in 0..1_000 {
+///     let value = format!("event {index}");
+///     deliveries.push(producer.enqueue("events", None, value.as_bytes(), &[]).await?);
+/// }
+/// producer.flush().await;
+/// for delivery in deliveries {
+///     delivery.wait().await?;
+/// }
+/// producer.close().await;
+/// # Ok(())
+/// # }
+/// ```
+pub struct Producer {
+    shared: Arc<ProducerShared>,
+    sender: Mutex<Option<tokio::task::JoinHandle<()>>>,
+}
+
+impl std::fmt::Debug for Producer {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter
+            .debug_struct("Producer")
+            .field("config", &self.shared.config)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Producer {
+    /// Creates a producer over a connected cluster and starts its sender task.
+    pub fn new(cluster: Arc<Cluster>, config: ProducerConfig) -> Result<Producer, Error> {
+        config.validate()?;
+        let shared = Arc::new(ProducerShared {
+            config,
+            cluster,
+            accumulator: Mutex::new(Accumulator::new(BatchingConfig {
+                linger_ms: config.linger_ms,
+                batch_bytes_max: config.batch_bytes_max,
+            })),
+            buffer: BufferPool::new(config.buffer_bytes_max),
+            wake: Notify::new(),
+            closing: AtomicBool::new(false),
+            retry_policy: config.retry_policy(),
+            inflight_by_address: Mutex::new(HashMap::new()),
+        });
+        let sender = tokio::spawn(run_sender(shared.clone()));
+        Ok(Producer {
+            shared,
+            sender: Mutex::new(Some(sender)),
+        })
+    }
+
+    /// Connects to `client.bootstrap` and creates a producer: [`Cluster::connect`] then
+    /// [`Producer::new`].
+    pub async fn connect(client: ClientConfig, config: ProducerConfig) -> Result<Producer, Error> {
+        let cluster = Cluster::connect(client).await?;
+        Producer::new(cluster, config)
+    }
+
+    /// Returns the producer's configuration.
+    pub fn config(&self) -> &ProducerConfig {
+        &self.shared.config
+    }
+
+    /// Sends one record and waits for its acknowledgement.
+    ///
+    /// Waits for buffer room first (see [`ProducerConfig::block_on_full`]); the record then
+    /// waits up to `linger_ms` for its batch to fill before it is sent.
+    pub async fn send(
+        &self,
+        topic: &str,
+        key: Option<Bytes>,
+        value: Bytes,
+        headers: &[Header<'_>],
+    ) -> Result<RecordMetadata, ProduceError> {
+        self.enqueue(topic, key.as_deref(), &value, headers)
+            .await?
+            .wait()
+            .await
+    }
+
+    /// Accepts one record into its partition's batch and returns its pending [`Delivery`]
+    /// without waiting for the acknowledgement. The key, value and headers are copied into the
+    /// batch; nothing else is allocated for the record.
+    pub async fn enqueue(
+        &self,
+        topic: &str,
+        key: Option<&[u8]>,
+        value: &[u8],
+        headers: &[Header<'_>],
+    ) -> Result<Delivery, ProduceError> {
+        if self.shared.closing.load(Ordering::Acquire) {
+            return Err(ProduceError::Closed);
+        }
+        let record_bytes = record_bytes_estimate(key, value, headers);
+        if BATCH_HEADER_BYTES + record_bytes > self.shared.config.batch_bytes_max {
+            return Err(ProduceError::RecordTooLarge {
+                record_bytes,
+                limit_bytes: self.shared.config.batch_bytes_max,
+            });
+        }
+        let topic_info = self.shared.cluster.topic(topic).await?;
+        let partitions = topic_info.partition_count();
+        if partitions == 0 {
+            return Err(Error::Protocol {
+                address: self.shared.cluster.config().bootstrap.clone(),
+                reason: format!("metadata gives topic \"{topic}\" no partitions"),
+            }
+            .into());
+        }
+        if self.shared.config.block_on_full {
+            self.shared
+                .buffer
+                .reserve(record_bytes, self.shared.config.block_ms_max)
+                .await?;
+        } else {
+            self.shared.buffer.try_reserve(record_bytes)?;
+        }
+        let appended = {
+            let mut accumulator = self.shared.accumulator();
+            let partition = accumulator.choose_partition(topic_info.topic_id, partitions, key);
+            let topic_partition = TopicPartition {
+                topic_id: topic_info.topic_id,
+                partition,
+            };
+            accumulator.append(
+                topic_partition,
+                Instant::now(),
+                now_ms(),
+                key,
+                value,
+                headers,
+                record_bytes,
+            )
+        };
+        let appended = match appended {
+            Ok(appended) => appended,
+            Err(error) => {
+                self.shared.buffer.release(record_bytes);
+                return Err(error);
+            }
+        };
+        if appended.closed_batch || appended.opened_batch {
+            self.shared.wake.notify_one();
+        }
+        Ok(Delivery {
+            partition: appended.partition,
+            index: appended.index,
+            outcome: appended.outcome,
+        })
+    }
+
+    /// Sends every record accepted so far without waiting for `linger_ms`, and waits until all
+    /// of them are acknowledged or have failed.
+    pub async fn flush(&self) {
+        let watches = self.shared.accumulator().close_all_and_watch();
+        self.shared.wake.notify_one();
+        for mut watch in watches {
+            let _ = watch
+                .wait_for(|outcome| !matches!(outcome, BatchOutcome::Pending))
+                .await;
+        }
+    }
+
+    /// Stops accepting records, delivers every record already accepted (or fails it per the
+    /// retry rules), and stops the sender task.
+    pub async fn close(&self) {
+        self.shared.closing.store(true, Ordering::Release);
+        self.shared.buffer.close();
+        self.flush().await;
+        self.shared.wake.notify_one();
+        let sender = self
+            .sender
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .take();
+        if let Some(sender) = sender {
+            let _ = sender.await;
+        }
+    }
+}
+
+impl Drop for Producer {
+    fn drop(&mut self) {
+        // The sender task delivers what is left and then ends by itself.
+        self.shared.closing.store(true, Ordering::Release);
+        self.shared.buffer.close();
+        self.shared.wake.notify_one();
+    }
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |since| since.as_millis() as i64)
+}
+
+/// The sender task: drains ready batches, sends them, and ends once the producer is closing and
+/// holds nothing.
+async fn run_sender(shared: Arc<ProducerShared>) {
+    let mut ready = Vec::new();
+    let mut requests = JoinSet::new();
+    loop {
+        let closing = shared.closing.load(Ordering::Acquire);
+        let linger_deadline = {
+            let mut accumulator = shared.accumulator();
+            accumulator.drain_ready(Instant::now(), closing, &mut ready);
+            if closing && accumulator.is_empty() && ready.is_empty() && requests.is_empty() {
+                return;
+            }
+            accumulator.next_linger_deadline()
+        };
+        if !ready.is_empty() {
+            dispatch(&shared, &mut ready, &mut requests);
+            while requests.try_join_next().is_some() {}
+            continue;
+        }
+        let sleep = async {
+            match linger_deadline {
+                Some(deadline) => tokio::time::sleep_until(deadline.into()).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            _ = shared.wake.notified() => {}
+            _ = sleep => {}
+            Some(_) = requests.join_next(), if !requests.is_empty() => {}
+        }
+    }
+}
+
+/// Groups ready batches by owner address into requests of at most `request_bytes_max` record
+/// bytes, and starts one task per request.
+fn dispatch(shared: &Arc<ProducerShared>, ready: &mut Vec<ReadyBatch>, requests: &mut JoinSet<()>) {
+    let now = Instant::now();
+    let delivery_timeout = Duration::from_millis(shared.config.delivery_timeout_ms);
+    let mut by_address: HashMap<String, Vec<ReadyBatch>> = HashMap::new();
+    for batch in ready.drain(..) {
+        if now.saturating_duration_since(batch.created) >= delivery_timeout {
+            let error = ProduceError::DeliveryTimeout {
+                delivery_timeout_ms: shared.config.delivery_timeout_ms,
+                last_error: None,
+            };
+            shared.complete(batch, BatchOutcome::Failed(error));
+            continue;
+        }
+        let topic_partition = batch.topic_partition;
+        match shared
+            .cluster
+            .owner_address(topic_partition.topic_id, topic_partition.partition)
+        {
+            Ok(address) => by_address.entry(address).or_default().push(batch),
+            Err(error) => {
+                requests.spawn(retry_or_fail(
+                    shared.clone(),
+                    vec![batch],
+                    metadata_error(error),
+                ));
+            }
+        }
+    }
+    let request_bytes_max = shared.config.request_bytes_max;
+    for (address, batches) in by_address {
+        let mut group = Vec::new();
+        let mut group_bytes = 0_u64;
+        for batch in batches {
+            let batch_bytes = batch.records.len() as u64;
+            if !group.is_empty() && group_bytes + batch_bytes > request_bytes_max {
+                requests.spawn(send_request(
+                    shared.clone(),
+                    address.clone(),
+                    std::mem::take(&mut group),
+                ));
+                group_bytes = 0;
+            }
+            group_bytes += batch_bytes;
+            group.push(batch);
+        }
+        if !group.is_empty() {
+            requests.spawn(send_request(shared.clone(), address, group));
+        }
+    }
+}
+
+/// An owner that the metadata cannot name is a stale cache: retry after a refresh.
+fn metadata_error(error: Error) -> Error {
+    match error {
+        Error::UnknownTopic { .. } | Error::UnknownPartition { .. } | Error::Protocol { .. } => {
+            Error::Broker {
+                code: ErrorCode::NotOwner,
+                message: error.to_string(),
+            }
+        }
+        other => other,
+    }
+}
+
+/// Sends one Produce request for `batches` to `address` and settles each batch by its result.
+async fn send_request(shared: Arc<ProducerShared>, address: String, batches: Vec<ReadyBatch>) {
+    let outcome = {
+        let limit = shared.inflight_limit(&address);
+        // The semaphore is never closed, so acquiring cannot fail.
+        let _permit = limit.acquire_owned().await;
+        exchange(&shared, &address, &batches).await
+    };
+    match outcome {
+        Ok(Some(response)) => settle(shared, batches, response, &address).await,
+        Ok(None) => {
+            for batch in batches {
+                shared.complete(batch, BatchOutcome::Acked { base_offset: -1 });
+            }
+        }
+        Err(error) => retry_or_fail(shared, batches, error).await,
+    }
+}
+
+/// Writes the Produce request and reads its response; `None` when `acks = none` asks for no
+/// response.
+async fn exchange(
+    shared: &ProducerShared,
+    address: &str,
+    batches: &[ReadyBatch],
+) -> Result<Option<ProduceResponse>, Error> {
+    let connection = shared.cluster.connection(address).await?;
+    let request = ProduceRequest {
+        acks: shared.config.acks,
+        timeout_ms: u32::try_from(shared.config.request_timeout_ms).unwrap_or(u32::MAX),
+        entries: batches
+            .iter()
+            .map(|batch| ProducePartition {
+                topic_id: batch.topic_partition.topic_id,
+                partition: batch.topic_partition.partition,
+                records: batch.records.clone(),
+            })
+            .collect(),
+    };
+    let encode = |correlation_id, chunks: &mut Vec<Bytes>| {
+        let mut scratch = BytesMut::new();
+        request.encode_frame_chunks(correlation_id, Priority::Normal, &mut scratch, chunks)
+    };
+    if !shared.config.acks.expects_response() {
+        connection.send_without_response(encode).await?;
+        return Ok(None);
+    }
+    let frame = connection.call(ApiKey::Produce, encode).await?;
+    ProduceResponse::decode(&frame.body, frame.header.api_version())
+        .map(Some)
+        .map_err(|error| Error::Protocol {
+            address: address.to_string(),
+            reason: format!("cannot decode the Produce response: {error}"),
+        })
+}
+
+/// Completes, retries or fails each batch according to its partition's result.
+async fn settle(
+    shared: Arc<ProducerShared>,
+    batches: Vec<ReadyBatch>,
+    response: ProduceResponse,
+    address: &str,
+) {
+    let mut results: HashMap<TopicPartition, _> = response
+        .entries
+        .into_iter()
+        .map(|entry| {
+            let key = TopicPartition {
+                topic_id: entry.topic_id,
+                partition: entry.partition,
+            };
+            (key, entry)
+        })
+        .collect();
+    let mut retriable = Vec::new();
+    let mut last_error = None;
+    for batch in batches {
+        let Some(result) = results.remove(&batch.topic_partition) else {
+            let error = Error::Protocol {
+                address: address.to_string(),
+                reason: format!(
+                    "the Produce response has no result for topic id {} partition {}",
+                    batch.topic_partition.topic_id, batch.topic_partition.partition
+                ),
+            };
+            shared.complete(batch, BatchOutcome::Failed(error.into()));
+            continue;
+        };
+        if result.error_code.is_none() {
+            shared.complete(
+                batch,
+                BatchOutcome::Acked {
+                    base_offset: result.base_offset,
+                },
+            );
+            continue;
+        }
+        let error = Error::Broker {
+            code: result.error_code,
+            message: result.error_message,
+        };
+        if error.is_retriable() {
+            retriable.push(batch);
+            last_error = Some(error);
+        } else {
+            shared.complete(batch, BatchOutcome::Failed(error.into()));
+        }
+    }
+    if let Some(error) = last_error {
+        retry_or_fail(shared, retriable, error).await;
+    }
+}
+
+/// Puts retriable failures back at the head of their partitions after a backoff (refreshing the
+/// metadata first when the error says it is stale); fails the batches whose retries ran out.
+async fn retry_or_fail(shared: Arc<ProducerShared>, batches: Vec<ReadyBatch>, error: Error) {
+    if !error.is_retriable() {
+        for batch in batches {
+            shared.complete(batch, BatchOutcome::Failed(error.clone().into()));
+        }
+        return;
+    }
+    let now = Instant::now();
+    let mut delay_max = Duration::ZERO;
+    let mut waiting = Vec::with_capacity(batches.len());
+    for mut batch in batches {
+        let created = batch.created;
+        let retry = batch
+            .retry
+            .get_or_insert_with(|| shared.retry_policy.start(created));
+        match retry.next_delay(now, &mut rand::thread_rng()) {
+            Some(delay) => {
+                delay_max = delay_max.max(delay);
+                waiting.push(batch);
+            }
+            None => {
+                let timed_out = now >= retry.deadline();
+                let failure = if timed_out {
+                    ProduceError::DeliveryTimeout {
+                        delivery_timeout_ms: shared.config.delivery_timeout_ms,
+                        last_error: Some(Box::new(error.clone())),
+                    }
+                } else {
+                    error.clone().into()
+                };
+                shared.complete(batch, BatchOutcome::Failed(failure));
+            }
+        }
+    }
+    if waiting.is_empty() {
+        return;
+    }
+    tracing::debug!(%error, batches = waiting.len(), delay_ms = delay_max.as_millis() as u64, "retrying produce");
+    if suggests_stale_metadata(&error) {
+        if let Err(refresh_error) = shared.cluster.refresh_metadata().await {
+            tracing::debug!(%refresh_error, "metadata refresh before a produce retry failed");
+        }
+    }
+    tokio::time::sleep(delay_max).await;
+    {
+        let mut accumulator = shared.accumulator();
+        for batch in waiting {
+            accumulator.requeue(batch);
+        }
+    }
+    shared.wake.notify_one();
+}
+
+/// Returns true for errors after which the partition may have moved or the topic changed.
+pub(crate) fn suggests_stale_metadata(error: &Error) -> bool {
+    match error {
+        Error::Connect { .. } | Error::ConnectionLost { .. } => true,
+        Error::Broker { code, .. } => matches!(
+            code,
+            ErrorCode::NotOwner | ErrorCode::UnknownTopic | ErrorCode::UnknownPartition
+        ),
+        _ => false,
+    }
+}
