@@ -1,1 +1,34 @@
-fn main() {}
+//! `weir`, the command line for Weir: topics, producing and consuming.
+//!
+//! `args` defines the grammar; this file runs each command against the broker through the
+//! client crate. Every failure ends the process with one `error: …` line on stderr and exit
+//! status 1; normal output goes to stdout (records, listings) and summaries to stderr, so
+//! `weir consume` can be piped.
+
+mod args;
+mod run;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+fn main() -> ExitCode {
+    let cli = args::Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("error: cannot start the async runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run::run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {}", run::describe(&error));
+            ExitCode::FAILURE
+        }
+    }
+}
