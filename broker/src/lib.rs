@@ -11,6 +11,8 @@ pub mod http;
 pub mod metrics;
 pub mod net;
 pub mod notify;
+pub mod offsets;
 pub mod peers;
+pub mod router;
 pub mod runtime;
 pub mod shard;
