@@ -1,0 +1,815 @@
+//! The client against a small in-process fake broker speaking the real wire frames.
+//!
+//! The fake serves one shard on a loopback port: ApiVersions, Metadata (topic "events" with
+//! `PARTITIONS` partitions), Produce (assigning offsets and keeping the batches), Fetch (serving
+//! them back, holding an empty answer for `max_wait_ms` like a long poll) and ListOffsets. Tests
+//! can make it fail produces with a retriable code, hold produce answers, or drop connections.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Notify;
+use weir_client::{
+    partition_for_key, ClientConfig, Cluster, Connection, ConnectionConfig, Consumer,
+    ConsumerConfig, Error, ErrorCode, ProduceError, Producer, ProducerConfig, Retriable, SeekTo,
+};
+use weir_proto::batch::{set_base_offset, BatchIter, BatchLimits};
+use weir_proto::wire::{
+    ApiVersionsResponse, ErrorResponse, FetchPartitionResult, FetchRecords, FetchResponse,
+    FrameDecoderConfig, ListOffsetsPartitionResult, ListOffsetsResponse, MetadataRequest,
+    MetadataResponse, OffsetQuery, PartitionMetadata, ProducePartitionResult, ProduceResponse,
+    Request, RequestFrameDecoder, ResponseMessage, ShardMetadata, TopicMetadata,
+};
+
+const TOPIC: &str = "events";
+const TOPIC_ID: u32 = 7;
+const PARTITIONS: u32 = 3;
+/// Every wait in these tests ends by this deadline, so a broken client fails instead of hanging.
+const DEADLINE: Duration = Duration::from_secs(20);
+
+#[derive(Default)]
+struct FakeState {
+    /// Stored batches per partition, with the broker-assigned base offsets written in.
+    logs: HashMap<u32, Vec<Bytes>>,
+    next_offset: HashMap<u32, i64>,
+    /// Produce entries still to be answered with `not_owner` (and not stored).
+    produce_failures_left: u32,
+    /// While true, produce requests are read but not answered.
+    hold_produce: bool,
+    produce_requests: u32,
+}
+
+struct FakeBroker {
+    address: String,
+    state: Arc<Mutex<FakeState>>,
+    released: Arc<Notify>,
+}
+
+impl FakeBroker {
+    async fn start() -> FakeBroker {
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind loopback");
+        let address = listener.local_addr().expect("local address").to_string();
+        let state = Arc::new(Mutex::new(FakeState::default()));
+        let released = Arc::new(Notify::new());
+        let broker = FakeBroker {
+            address: address.clone(),
+            state: state.clone(),
+            released: released.clone(),
+        };
+        tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                tokio::spawn(serve(
+                    stream,
+                    address.clone(),
+                    state.clone(),
+                    released.clone(),
+                ));
+            }
+        });
+        broker
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, FakeState> {
+        self.state.lock().expect("fake state")
+    }
+
+    fn records_stored(&self, partition: u32) -> usize {
+        let state = self.state();
+        let limits = BatchLimits::default();
+        state.logs.get(&partition).map_or(0, |batches| {
+            batches
+                .iter()
+                .flat_map(|batch| BatchIter::new(batch, &limits))
+                .map(|item| item.expect("valid batch").0.records_count as usize)
+                .sum()
+        })
+    }
+}
+
+async fn serve(
+    mut stream: TcpStream,
+    address: String,
+    state: Arc<Mutex<FakeState>>,
+    released: Arc<Notify>,
+) {
+    let mut decoder = RequestFrameDecoder::new(FrameDecoderConfig::default());
+    let mut buffer = BytesMut::new();
+    loop {
+        while let Some(frame) = decoder
+            .decode(&mut buffer)
+            .expect("client frames are valid")
+        {
+            let correlation_id = frame.header.correlation_id();
+            let request =
+                Request::decode(&frame.header, &frame.body).expect("client requests decode");
+            let mut out = BytesMut::new();
+            match request {
+                Request::ApiVersions(_) => ApiVersionsResponse {
+                    apis: ApiVersionsResponse::supported_apis(),
+                    broker_name: "fake".to_string(),
+                    broker_version: "0".to_string(),
+                }
+                .encode_frame(correlation_id, 0, &mut out),
+                Request::Metadata(_) => {
+                    metadata(&address).encode_frame(correlation_id, 0, &mut out)
+                }
+                Request::Produce(produce) => {
+                    // Registered before `hold_produce` is read, so a release between the read
+                    // and the wait is not missed.
+                    let release = released.notified();
+                    tokio::pin!(release);
+                    release.as_mut().enable();
+                    let hold = {
+                        let mut state = state.lock().expect("fake state");
+                        state.produce_requests += 1;
+                        state.hold_produce
+                    };
+                    if hold {
+                        release.await;
+                    }
+                    let response = store(&state, produce.entries);
+                    if !produce.acks.expects_response() {
+                        continue;
+                    }
+                    response.encode_frame(correlation_id, 0, &mut out)
+                }
+                Request::Fetch(fetch) => {
+                    let mut response = read(&state, &fetch.entries);
+                    if response.records_bytes() == 0 {
+                        tokio::time::sleep(Duration::from_millis(u64::from(fetch.max_wait_ms)))
+                            .await;
+                        response = read(&state, &fetch.entries);
+                    }
+                    response.encode_frame(correlation_id, 0, &mut out)
+                }
+                Request::ListOffsets(list) => {
+                    let state = state.lock().expect("fake state");
+                    let entries = list
+                        .entries
+                        .iter()
+                        .map(|entry| ListOffsetsPartitionResult {
+                            topic_id: entry.topic_id,
+                            partition: entry.partition,
+                            error_code: ErrorCode::None,
+                            error_message: String::new(),
+                            offset: match entry.query {
+                                OffsetQuery::Earliest => 0,
+                                _ => state
+                                    .next_offset
+                                    .get(&entry.partition)
+                                    .copied()
+                                    .unwrap_or(0),
+                            },
+                            timestamp_ms: -1,
+                        })
+                        .collect();
+                    ListOffsetsResponse { entries }.encode_frame(correlation_id, 0, &mut out)
+                }
+                _ => ErrorResponse::new(&frame.header, ErrorCode::UnknownApiKey, "not in the fake")
+                    .encode_frame(correlation_id, 0, &mut out),
+            }
+            .expect("encode response");
+            if stream.write_all(&out).await.is_err() {
+                return;
+            }
+        }
+        match stream.read_buf(&mut buffer).await {
+            Ok(0) | Err(_) => return,
+            Ok(_) => {}
+        }
+    }
+}
+
+fn metadata(address: &str) -> MetadataResponse {
+    MetadataResponse {
+        broker_id: 0,
+        shared_address: address.to_string(),
+        shards: vec![ShardMetadata {
+            shard: 0,
+            address: address.to_string(),
+        }],
+        topics: vec![TopicMetadata {
+            error_code: ErrorCode::None,
+            error_message: String::new(),
+            name: TOPIC.to_string(),
+            topic_id: TOPIC_ID,
+            config: None,
+            partitions: (0..PARTITIONS)
+                .map(|partition| PartitionMetadata {
+                    partition,
+                    owner_shard: 0,
+                })
+                .collect(),
+        }],
+    }
+}
+
+fn store(
+    state: &Mutex<FakeState>,
+    entries: Vec<weir_proto::wire::ProducePartition>,
+) -> ProduceResponse {
+    let mut state = state.lock().expect("fake state");
+    let limits = BatchLimits::default();
+    let mut results = Vec::new();
+    for entry in entries {
+        if state.produce_failures_left > 0 {
+            state.produce_failures_left -= 1;
+            results.push(ProducePartitionResult {
+                topic_id: entry.topic_id,
+                partition: entry.partition,
+                error_code: ErrorCode::NotOwner,
+                error_message: "moved".to_string(),
+                base_offset: -1,
+                log_start_offset: -1,
+            });
+            continue;
+        }
+        let base_offset = state
+            .next_offset
+            .get(&entry.partition)
+            .copied()
+            .unwrap_or(0);
+        let mut next = base_offset;
+        for item in BatchIter::new(&entry.records, &limits) {
+            let (info, bytes) = item.expect("the client sends valid batches");
+            let mut stored = bytes.to_vec();
+            set_base_offset(&mut stored, next).expect("restamp");
+            next += i64::from(info.records_count);
+            state
+                .logs
+                .entry(entry.partition)
+                .or_default()
+                .push(Bytes::from(stored));
+        }
+        state.next_offset.insert(entry.partition, next);
+        results.push(ProducePartitionResult {
+            topic_id: entry.topic_id,
+            partition: entry.partition,
+            error_code: ErrorCode::None,
+            error_message: String::new(),
+            base_offset,
+            log_start_offset: 0,
+        });
+    }
+    ProduceResponse { entries: results }
+}
+
+fn read(state: &Mutex<FakeState>, entries: &[weir_proto::wire::FetchPartition]) -> FetchResponse {
+    let state = state.lock().expect("fake state");
+    let limits = BatchLimits::default();
+    let entries = entries
+        .iter()
+        .map(|entry| {
+            let mut records = FetchRecords::new();
+            for batch in state.logs.get(&entry.partition).into_iter().flatten() {
+                let (info, _) = BatchIter::new(batch, &limits)
+                    .next()
+                    .expect("one batch")
+                    .expect("valid batch");
+                if info.last_offset() >= entry.fetch_offset {
+                    records.push(batch.clone());
+                }
+            }
+            FetchPartitionResult {
+                topic_id: entry.topic_id,
+                partition: entry.partition,
+                error_code: ErrorCode::None,
+                error_message: String::new(),
+                high_watermark: state
+                    .next_offset
+                    .get(&entry.partition)
+                    .copied()
+                    .unwrap_or(0),
+                log_start_offset: 0,
+                records,
+            }
+        })
+        .collect();
+    FetchResponse { entries }
+}
+
+fn client_config(address: &str) -> ClientConfig {
+    ClientConfig::new(address)
+}
+
+async fn within<T>(future: impl std::future::Future<Output = T>) -> T {
+    tokio::time::timeout(DEADLINE, future)
+        .await
+        .expect("the operation finished before the test deadline")
+}
+
+#[tokio::test]
+async fn keyed_records_are_acknowledged_in_order_on_their_hash_partition_and_read_back() {
+    let broker = FakeBroker::start().await;
+    let cluster = within(Cluster::connect(client_config(&broker.address)))
+        .await
+        .expect("connect");
+    let producer = Producer::new(
+        cluster.clone(),
+        ProducerConfig {
+            linger_ms: 2,
+            batch_bytes_max: 1_024,
+            ..ProducerConfig::default()
+        },
+    )
+    .expect("producer");
+
+    let mut deliveries = Vec::new();
+    for index in 0..300 {
+        let key = format!("key-{}", index % 17);
+        let value = format!("value-{index}");
+        let delivery = within(producer.enqueue(TOPIC, Some(key.as_bytes()), value.as_bytes(), &[]))
+            .await
+            .expect("accepted");
+        assert_eq!(
+            delivery.partition(),
+            partition_for_key(key.as_bytes(), PARTITIONS)
+        );
+        deliveries.push((key, value, delivery));
+    }
+    within(producer.flush()).await;
+    let mut next_offset = [0_i64; PARTITIONS as usize];
+    let mut expected: Vec<Vec<(String, String)>> = vec![Vec::new(); PARTITIONS as usize];
+    for (key, value, delivery) in deliveries {
+        let metadata = within(delivery.wait()).await.expect("acknowledged");
+        let partition = metadata.partition as usize;
+        assert_eq!(
+            metadata.offset, next_offset[partition],
+            "offsets follow send order per partition"
+        );
+        next_offset[partition] += 1;
+        expected[partition].push((key, value));
+    }
+    within(producer.close()).await;
+    assert!(
+        broker.state().produce_requests < 300,
+        "records were batched"
+    );
+
+    let mut consumer = Consumer::new(cluster, ConsumerConfig::default());
+    within(consumer.assign_all(TOPIC)).await.expect("assign");
+    let mut consumed: Vec<Vec<(String, String)>> = vec![Vec::new(); PARTITIONS as usize];
+    let mut total = 0;
+    while total < 300 {
+        let records = within(consumer.poll(Duration::from_millis(200)))
+            .await
+            .expect("poll");
+        for record in records {
+            assert_eq!(
+                record.offset,
+                consumed[record.partition as usize].len() as i64
+            );
+            let text = |bytes: Option<bytes::Bytes>| {
+                String::from_utf8(bytes.expect("present").to_vec()).expect("utf-8")
+            };
+            consumed[record.partition as usize].push((text(record.key), text(record.value)));
+            total += 1;
+        }
+    }
+    assert_eq!(consumed, expected);
+    for partition in 0..PARTITIONS {
+        assert_eq!(
+            consumer.position(TOPIC, partition),
+            Some(next_offset[partition as usize])
+        );
+    }
+}
+
+#[tokio::test]
+async fn seeking_inside_a_batch_skips_the_records_before_the_offset() {
+    let broker = FakeBroker::start().await;
+    let cluster = within(Cluster::connect(client_config(&broker.address)))
+        .await
+        .expect("connect");
+    let producer = Producer::new(
+        cluster.clone(),
+        ProducerConfig {
+            linger_ms: 60_000,
+            ..ProducerConfig::default()
+        },
+    )
+    .expect("producer");
+    let key = b"same-key";
+    for index in 0..10 {
+        let value = format!("{index}");
+        within(producer.enqueue(TOPIC, Some(key), value.as_bytes(), &[]))
+            .await
+            .expect("accepted");
+    }
+    // One flush: all ten records travel in one batch.
+    within(producer.flush()).await;
+    let partition = partition_for_key(key, PARTITIONS);
+    assert_eq!(broker.records_stored(partition), 10);
+    assert_eq!(broker.state().logs[&partition].len(), 1);
+
+    let mut consumer = Consumer::new(cluster, ConsumerConfig::default());
+    within(consumer.assign(TOPIC, &[partition]))
+        .await
+        .expect("assign");
+    within(consumer.seek(TOPIC, partition, SeekTo::Offset(6)))
+        .await
+        .expect("seek");
+    let records = within(consumer.poll(Duration::from_secs(5)))
+        .await
+        .expect("poll");
+    let offsets: Vec<i64> = records.iter().map(|record| record.offset).collect();
+    assert_eq!(offsets, vec![6, 7, 8, 9]);
+    assert_eq!(records[0].value.as_deref(), Some(&b"6"[..]));
+    assert_eq!(consumer.position(TOPIC, partition), Some(10));
+
+    within(consumer.seek(TOPIC, partition, SeekTo::Latest))
+        .await
+        .expect("seek latest");
+    assert_eq!(consumer.position(TOPIC, partition), Some(10));
+    within(consumer.seek(TOPIC, partition, SeekTo::Earliest))
+        .await
+        .expect("seek earliest");
+    assert_eq!(consumer.position(TOPIC, partition), Some(0));
+}
+
+#[tokio::test]
+async fn a_retriable_produce_error_is_retried_and_the_record_stored_once() {
+    let broker = FakeBroker::start().await;
+    broker.state().produce_failures_left = 2;
+    let cluster = within(Cluster::connect(client_config(&broker.address)))
+        .await
+        .expect("connect");
+    let producer = Producer::new(
+        cluster,
+        ProducerConfig {
+            linger_ms: 0,
+            retry_backoff_ms_initial: 1,
+            retry_backoff_ms_max: 5,
+            ..ProducerConfig::default()
+        },
+    )
+    .expect("producer");
+    let metadata = within(producer.send(TOPIC, Some(Bytes::from("k")), Bytes::from("v"), &[]))
+        .await
+        .expect("delivered after retries");
+    assert_eq!(metadata.offset, 0);
+    assert_eq!(broker.records_stored(metadata.partition), 1);
+    assert_eq!(broker.state().produce_requests, 3);
+}
+
+#[tokio::test]
+async fn a_full_buffer_fails_fast_when_blocking_is_off() {
+    let broker = FakeBroker::start().await;
+    broker.state().hold_produce = true;
+    let cluster = within(Cluster::connect(client_config(&broker.address)))
+        .await
+        .expect("connect");
+    let producer = Producer::new(
+        cluster,
+        ProducerConfig {
+            linger_ms: 0,
+            batch_bytes_max: 512,
+            buffer_bytes_max: 512,
+            block_on_full: false,
+            ..ProducerConfig::default()
+        },
+    )
+    .expect("producer");
+    let value = [b'x'; 200];
+    let mut accepted = Vec::new();
+    let error = loop {
+        match within(producer.enqueue(TOPIC, Some(b"k"), &value, &[])).await {
+            Ok(delivery) => accepted.push(delivery),
+            Err(error) => break error,
+        }
+        assert!(
+            accepted.len() < 10,
+            "a 512-byte buffer cannot take ten 200-byte records"
+        );
+    };
+    assert!(
+        matches!(
+            error,
+            ProduceError::BufferFull {
+                buffer_bytes_max: 512
+            }
+        ),
+        "{error}"
+    );
+    assert!(error.is_retriable());
+
+    // Once the broker answers, the bytes come back and sending works again.
+    broker.state().hold_produce = false;
+    broker.released.notify_waiters();
+    for delivery in accepted {
+        within(delivery.wait()).await.expect("acknowledged");
+    }
+    within(producer.enqueue(TOPIC, Some(b"k"), &value, &[]))
+        .await
+        .expect("room again");
+}
+
+#[tokio::test]
+async fn a_full_buffer_makes_send_wait_until_room_returns() {
+    let broker = FakeBroker::start().await;
+    broker.state().hold_produce = true;
+    let cluster = within(Cluster::connect(client_config(&broker.address)))
+        .await
+        .expect("connect");
+    let producer = Arc::new(
+        Producer::new(
+            cluster,
+            ProducerConfig {
+                linger_ms: 0,
+                batch_bytes_max: 512,
+                buffer_bytes_max: 512,
+                ..ProducerConfig::default()
+            },
+        )
+        .expect("producer"),
+    );
+    let value = [b'y'; 200];
+    let first = within(producer.enqueue(TOPIC, Some(b"k"), &value, &[]))
+        .await
+        .expect("room");
+    let second = within(producer.enqueue(TOPIC, Some(b"k"), &value, &[]))
+        .await
+        .expect("room");
+    let blocked = tokio::spawn({
+        let producer = producer.clone();
+        async move {
+            producer
+                .send(
+                    TOPIC,
+                    Some(Bytes::from("k")),
+                    Bytes::from(vec![b'z'; 200]),
+                    &[],
+                )
+                .await
+        }
+    });
+    // The third record cannot be accepted until the broker answers the first two.
+    within(async {
+        while broker.state().produce_requests == 0 {
+            tokio::task::yield_now().await;
+        }
+    })
+    .await;
+    assert!(!blocked.is_finished());
+    broker.state().hold_produce = false;
+    broker.released.notify_waiters();
+    within(first.wait()).await.expect("first acknowledged");
+    within(second.wait()).await.expect("second acknowledged");
+    let third = within(blocked)
+        .await
+        .expect("task")
+        .expect("third acknowledged");
+    assert_eq!(third.offset, 2);
+}
+
+#[tokio::test]
+async fn concurrent_requests_get_their_own_responses() {
+    let broker = FakeBroker::start().await;
+    let connection = within(Connection::connect(
+        &broker.address,
+        ConnectionConfig::default(),
+    ))
+    .await
+    .expect("connect");
+    let calls = (0..50).map(|_| {
+        let connection = connection.clone();
+        async move {
+            connection
+                .request(&MetadataRequest { topics: Vec::new() })
+                .await
+        }
+    });
+    let responses = within(futures_join_all(calls)).await;
+    for response in responses {
+        let response = response.expect("metadata");
+        assert_eq!(response.topics[0].name, TOPIC);
+    }
+}
+
+/// Runs futures concurrently and collects their outputs in order.
+async fn futures_join_all<F: std::future::Future + Send + 'static>(
+    futures: impl Iterator<Item = F>,
+) -> Vec<F::Output>
+where
+    F::Output: Send + 'static,
+{
+    let handles: Vec<_> = futures.map(tokio::spawn).collect();
+    let mut outputs = Vec::with_capacity(handles.len());
+    for handle in handles {
+        outputs.push(handle.await.expect("task"));
+    }
+    outputs
+}
+
+/// A hand-driven server: answers requests in an order the test chooses, or hangs up.
+struct ScriptedServer {
+    listener: TcpListener,
+}
+
+impl ScriptedServer {
+    async fn start() -> (ScriptedServer, String) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let address = listener.local_addr().expect("address").to_string();
+        (ScriptedServer { listener }, address)
+    }
+
+    /// Accepts one connection and reads `count` request frames from it.
+    async fn accept_and_read(
+        &self,
+        count: usize,
+    ) -> (TcpStream, Vec<weir_proto::wire::RequestFrame>) {
+        let (mut stream, _) = self.listener.accept().await.expect("accept");
+        let mut decoder = RequestFrameDecoder::new(FrameDecoderConfig::default());
+        let mut buffer = BytesMut::new();
+        let mut frames = Vec::new();
+        while frames.len() < count {
+            while let Some(frame) = decoder.decode(&mut buffer).expect("valid frame") {
+                frames.push(frame);
+            }
+            if frames.len() < count {
+                let read = stream.read_buf(&mut buffer).await.expect("read");
+                assert!(read > 0, "client closed early");
+            }
+        }
+        (stream, frames)
+    }
+}
+
+fn metadata_with_topic(name: &str) -> MetadataResponse {
+    let mut response = metadata("unused:0");
+    response.topics[0].name = name.to_string();
+    response
+}
+
+#[tokio::test]
+async fn responses_answered_out_of_order_reach_their_own_callers() {
+    let (server, address) = ScriptedServer::start().await;
+    let connection = Connection::connect(&address, ConnectionConfig::default())
+        .await
+        .expect("connect");
+    let names = ["a", "b", "c", "d"];
+    let calls: Vec<_> = names
+        .iter()
+        .map(|name| {
+            let connection = connection.clone();
+            let request = MetadataRequest {
+                topics: vec![name.to_string()],
+            };
+            tokio::spawn(async move { connection.request(&request).await })
+        })
+        .collect();
+    let (mut stream, frames) = within(server.accept_and_read(names.len())).await;
+    // Answer in reverse order, each echoing the topic its request named.
+    let mut out = BytesMut::new();
+    for frame in frames.iter().rev() {
+        let Request::Metadata(request) =
+            Request::decode(&frame.header, &frame.body).expect("decode")
+        else {
+            panic!("expected metadata requests");
+        };
+        metadata_with_topic(&request.topics[0])
+            .encode_frame(frame.header.correlation_id(), 0, &mut out)
+            .expect("encode");
+    }
+    stream.write_all(&out).await.expect("write");
+    for (call, name) in calls.into_iter().zip(names) {
+        let response = within(call).await.expect("task").expect("response");
+        assert_eq!(response.topics[0].name, name);
+    }
+}
+
+#[tokio::test]
+async fn a_lost_connection_fails_every_pending_request_with_a_retriable_error() {
+    let (server, address) = ScriptedServer::start().await;
+    let connection = Connection::connect(&address, ConnectionConfig::default())
+        .await
+        .expect("connect");
+    let calls: Vec<_> = (0..3)
+        .map(|_| {
+            let connection = connection.clone();
+            tokio::spawn(async move { connection.request(&MetadataRequest::default()).await })
+        })
+        .collect();
+    let (stream, _frames) = within(server.accept_and_read(3)).await;
+    drop(stream);
+    for call in calls {
+        let error = within(call)
+            .await
+            .expect("task")
+            .expect_err("the connection was lost");
+        assert!(matches!(error, Error::ConnectionLost { .. }), "{error}");
+        assert!(error.is_retriable());
+    }
+    assert!(connection.is_closed());
+    let later = within(connection.request(&MetadataRequest::default())).await;
+    assert!(matches!(later, Err(Error::ConnectionLost { .. })));
+}
+
+#[tokio::test]
+async fn in_flight_requests_never_exceed_the_limit() {
+    let (server, address) = ScriptedServer::start().await;
+    let config = ConnectionConfig {
+        inflight_requests_max: 2,
+        ..ConnectionConfig::default()
+    };
+    let connection = Connection::connect(&address, config)
+        .await
+        .expect("connect");
+    let calls: Vec<_> = (0..6)
+        .map(|_| {
+            let connection = connection.clone();
+            tokio::spawn(async move { connection.request(&MetadataRequest::default()).await })
+        })
+        .collect();
+    let (mut stream, _) = within(server.listener.accept()).await.expect("accept");
+    let mut decoder = RequestFrameDecoder::new(FrameDecoderConfig::default());
+    let mut buffer = BytesMut::new();
+    let mut outstanding = Vec::new();
+    let mut answered = 0;
+    while answered < 6 {
+        while let Some(frame) = decoder.decode(&mut buffer).expect("valid frame") {
+            outstanding.push(frame.header.correlation_id());
+        }
+        assert!(
+            outstanding.len() <= 2,
+            "{} requests in flight",
+            outstanding.len()
+        );
+        // Answer only when the client has filled its window (or sent the last requests).
+        if outstanding.len() == 2 || (answered + outstanding.len() == 6 && !outstanding.is_empty())
+        {
+            let correlation_id = outstanding.remove(0);
+            let mut out = BytesMut::new();
+            metadata_with_topic("x")
+                .encode_frame(correlation_id, 0, &mut out)
+                .expect("encode");
+            stream.write_all(&out).await.expect("write");
+            answered += 1;
+            continue;
+        }
+        let read = within(stream.read_buf(&mut buffer)).await.expect("read");
+        assert!(read > 0, "client closed early");
+    }
+    for call in calls {
+        within(call).await.expect("task").expect("answered");
+    }
+}
+
+#[tokio::test]
+async fn an_error_response_becomes_a_typed_broker_error() {
+    let (server, address) = ScriptedServer::start().await;
+    let connection = Connection::connect(&address, ConnectionConfig::default())
+        .await
+        .expect("connect");
+    let call = tokio::spawn({
+        let connection = connection.clone();
+        async move { connection.request(&MetadataRequest::default()).await }
+    });
+    let (mut stream, frames) = within(server.accept_and_read(1)).await;
+    let mut out = BytesMut::new();
+    ErrorResponse::new(
+        &frames[0].header,
+        ErrorCode::Overloaded,
+        "shedding normal traffic",
+    )
+    .encode_frame(frames[0].header.correlation_id(), 0, &mut out)
+    .expect("encode");
+    stream.write_all(&out).await.expect("write");
+    let error = within(call)
+        .await
+        .expect("task")
+        .expect_err("an error response");
+    match &error {
+        Error::Broker { code, message } => {
+            assert_eq!(*code, ErrorCode::Overloaded);
+            assert_eq!(message, "shedding normal traffic");
+        }
+        other => panic!("expected a broker error, got {other}"),
+    }
+    assert!(error.is_retriable());
+    assert!(
+        !connection.is_closed(),
+        "a request-level error keeps the connection"
+    );
+}
+
+#[tokio::test]
+async fn connecting_to_a_closed_port_is_a_clear_retriable_error() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let address = listener.local_addr().expect("address").to_string();
+    drop(listener);
+    let error = Cluster::connect(client_config(&address))
+        .await
+        .expect_err("nothing listens");
+    assert!(matches!(error, Error::Connect { .. }), "{error}");
+    assert!(error
+        .to_string()
+        .starts_with(&format!("cannot connect to broker {address}")));
+    assert!(error.is_retriable());
+}
