@@ -1,0 +1,190 @@
+//! The production backend: glommio `DmaFile` (O_DIRECT, io_uring), and the one place that works
+//! around glommio 0.9's polled-I/O probe.
+//!
+//! Owns nothing persistent except a short-lived probe file (`.weir-dma-probe`) created and
+//! removed in a data directory the first time an executor thread touches that directory's
+//! device. A crash can leave that probe file behind; it is recreated and removed at the next
+//! open and never read as log data.
+
+use std::{
+    cell::RefCell,
+    collections::HashSet,
+    io,
+    os::unix::fs::MetadataExt,
+    path::{Path, PathBuf},
+    rc::Rc,
+};
+
+use bytes::Bytes;
+use glommio::{
+    io::{DmaFile, OpenOptions},
+    GlommioError,
+};
+
+use super::{parts_len, FileHandle, IoFuture, OpenMode, StorageBackend, StorageFile};
+
+/// Name of the small file used to prime glommio's polled-I/O probe.
+pub const PROBE_FILE_NAME: &str = ".weir-dma-probe";
+
+/// Size of the probe file in bytes: one large logical block, never empty.
+const PROBE_FILE_BYTES: usize = 4096;
+
+thread_local! {
+    /// Devices (st_dev) whose polled-I/O probe this executor thread has already primed.
+    /// glommio caches its probe result per thread and device, so priming is too.
+    static PRIMED_DEVICES: RefCell<HashSet<u64>> = RefCell::new(HashSet::new());
+}
+
+/// glommio `DmaFile` backend: O_DIRECT reads and writes through io_uring.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct DmaBackend;
+
+impl DmaBackend {
+    /// Creates the backend. It is stateless; priming state is per executor thread.
+    pub fn new() -> Self {
+        DmaBackend
+    }
+}
+
+/// Unwraps glommio's error into the operating system's error, keeping its errno.
+fn os_error(error: GlommioError<()>) -> io::Error {
+    match error {
+        GlommioError::IoError(source) => source,
+        GlommioError::EnhancedIoError { source, .. } => source,
+        other => io::Error::from(other),
+    }
+}
+
+/// Primes glommio's polled-I/O probe for the device holding `dir`.
+///
+/// The first `DmaFile` an executor thread opens on a device makes glommio 0.9 probe whether the
+/// device supports polled I/O (IORING_SETUP_IOPOLL) by reading the first block of *that* file
+/// through the poll ring, and caches the answer for the device. If the file is new and empty,
+/// the read stops at end-of-file before reaching the device and succeeds, so glommio concludes
+/// that polling works; on a virtio disk without poll queues every later DMA read of real data
+/// then fails with EOPNOTSUPP. Opening a non-empty file first makes the probe read reach the
+/// device and get the true answer. This function does that once per thread and device, before
+/// the log opens any of its own files; `PartitionLog::open` calls it through
+/// [`StorageBackend::prepare_dir`].
+async fn prime_polled_io_probe(dir: &Path) -> io::Result<()> {
+    let device = std::fs::metadata(dir)?.dev();
+    if PRIMED_DEVICES.with(|primed| primed.borrow().contains(&device)) {
+        return Ok(());
+    }
+    let probe_path: PathBuf = dir.join(PROBE_FILE_NAME);
+    std::fs::write(&probe_path, [0x5a_u8; PROBE_FILE_BYTES])?;
+    let opened = DmaFile::open(&probe_path).await.map_err(os_error);
+    let removed = std::fs::remove_file(&probe_path);
+    let file = opened?;
+    removed?;
+    file.close().await.map_err(os_error)?;
+    PRIMED_DEVICES.with(|primed| primed.borrow_mut().insert(device));
+    Ok(())
+}
+
+impl StorageBackend for DmaBackend {
+    fn prepare_dir<'a>(&'a self, dir: &'a Path) -> IoFuture<'a, ()> {
+        Box::pin(prime_polled_io_probe(dir))
+    }
+
+    fn open<'a>(&'a self, path: &'a Path, mode: OpenMode) -> IoFuture<'a, FileHandle> {
+        Box::pin(async move {
+            let mut options = OpenOptions::new();
+            options.read(true).write(true);
+            if mode == OpenMode::CreateTruncate {
+                options.create(true).truncate(true);
+            }
+            let file = options.dma_open(path).await.map_err(os_error)?;
+            let handle: FileHandle = Rc::new(DmaStorageFile { file });
+            Ok(handle)
+        })
+    }
+
+    fn remove<'a>(&'a self, path: &'a Path) -> IoFuture<'a, ()> {
+        Box::pin(async move { glommio::io::remove(path).await.map_err(os_error) })
+    }
+
+    fn sync_dir<'a>(&'a self, dir: &'a Path) -> IoFuture<'a, ()> {
+        Box::pin(async move {
+            let directory = glommio::io::Directory::open(dir).await.map_err(os_error)?;
+            directory.sync().await.map_err(os_error)?;
+            directory.close().await.map_err(os_error)
+        })
+    }
+}
+
+/// One `DmaFile`.
+struct DmaStorageFile {
+    file: DmaFile,
+}
+
+impl StorageFile for DmaStorageFile {
+    fn alignment(&self) -> u64 {
+        self.file.alignment()
+    }
+
+    fn write_at<'a>(&'a self, position: u64, parts: &'a [&'a [u8]]) -> IoFuture<'a, usize> {
+        Box::pin(async move {
+            assert_eq!(position % self.file.alignment(), 0, "unaligned DMA write");
+            let total = parts_len(parts);
+            let padded = self.file.align_up(total as u64) as usize;
+            // Copying into a DMA buffer is the one copy O_DIRECT needs: client bytes are not
+            // aligned in memory.
+            let mut buffer = self.file.alloc_dma_buffer(padded);
+            let bytes = buffer.as_bytes_mut();
+            let mut at = 0;
+            for part in parts {
+                bytes[at..at + part.len()].copy_from_slice(part);
+                at += part.len();
+            }
+            bytes[at..].fill(0);
+            let written = self
+                .file
+                .write_at(buffer, position)
+                .await
+                .map_err(os_error)?;
+            if written < total {
+                return Err(io::Error::new(
+                    io::ErrorKind::WriteZero,
+                    format!("short write: {written} of {total} bytes"),
+                ));
+            }
+            Ok(total)
+        })
+    }
+
+    fn read_at(&self, position: u64, length: usize) -> IoFuture<'_, Bytes> {
+        Box::pin(async move {
+            if length == 0 {
+                return Ok(Bytes::new());
+            }
+            let result = self
+                .file
+                .read_at(position, length)
+                .await
+                .map_err(os_error)?;
+            Ok(Bytes::copy_from_slice(&result))
+        })
+    }
+
+    fn sync(&self) -> IoFuture<'_, ()> {
+        Box::pin(async move { self.file.fdatasync().await.map_err(os_error) })
+    }
+
+    fn preallocate(&self, length_bytes: u64) -> IoFuture<'_, ()> {
+        Box::pin(async move {
+            self.file
+                .pre_allocate(length_bytes, false)
+                .await
+                .map_err(os_error)
+        })
+    }
+
+    fn truncate(&self, length_bytes: u64) -> IoFuture<'_, ()> {
+        Box::pin(async move { self.file.truncate(length_bytes).await.map_err(os_error) })
+    }
+
+    fn size(&self) -> IoFuture<'_, u64> {
+        Box::pin(async move { self.file.file_size().await.map_err(os_error) })
+    }
+}
