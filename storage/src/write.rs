@@ -940,8 +940,8 @@ async fn write_index(write: Option<&IndexWrite>) -> Option<std::io::Result<()>> 
 
 /// Runs [`PartitionLog::flush_if_due`] every `interval_ms` of the log's
 /// [`FlushPolicy::Interval`] policy (every second for other policies, where it does nothing),
-/// with the wall clock, forever. Spawn it as a glommio task beside the log and drop the task
-/// before closing the log. Failures are logged and counted in [`crate::LogStats`], and the
+/// with the wall clock, forever. Spawn it as a glommio task beside the log and cancel the task
+/// (`Task::cancel`) before closing the log. Failures are logged and counted in [`crate::LogStats`], and the
 /// next tick tries again.
 pub async fn run_interval_flusher(log: Rc<PartitionLog>) -> Infallible {
     let period_ms = match log.config().flush {

@@ -39,6 +39,7 @@ pub struct IoCounts {
 #[derive(Debug, Default)]
 pub struct FaultPlan {
     disk_full: Cell<bool>,
+    preallocations_fail: Cell<bool>,
     write_failure_countdown: Cell<Option<(u64, i32)>>,
     sync_failures_left: Cell<u64>,
     fail_reads: Cell<bool>,
@@ -54,6 +55,11 @@ impl FaultPlan {
     /// While set, every write and preallocation fails with ENOSPC.
     pub fn set_disk_full(&self, full: bool) {
         self.disk_full.set(full);
+    }
+
+    /// While set, every preallocation fails with ENOSPC (writes still succeed).
+    pub fn set_preallocations_fail(&self, fail: bool) {
+        self.preallocations_fail.set(fail);
     }
 
     /// The `nth` write from now (1 = the next one) fails once with `errno`.
@@ -195,7 +201,7 @@ impl StorageFile for FaultInjectingFile {
     fn preallocate(&self, length_bytes: u64) -> IoFuture<'_, ()> {
         Box::pin(async move {
             self.plan.count(|counts| counts.preallocates += 1);
-            if self.plan.disk_full.get() {
+            if self.plan.disk_full.get() || self.plan.preallocations_fail.get() {
                 return Err(io::Error::from_raw_os_error(libc::ENOSPC));
             }
             self.inner.preallocate(length_bytes).await

@@ -71,6 +71,10 @@ pub fn small_config(flush: FlushPolicy) -> LogConfig {
         read_chunk_bytes_min: 4096,
         scan_chunk_bytes: 8192,
         preallocate: true,
+        batch_limits: weir_proto::batch::BatchLimits {
+            batch_bytes_max: 8 << 10,
+            ..weir_proto::batch::BatchLimits::default()
+        },
         ..LogConfig::default()
     }
 }
