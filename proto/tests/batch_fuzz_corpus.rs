@@ -28,6 +28,12 @@ fn every_seed_passes_the_fuzz_check() {
     }
     // The seeds reach the deep paths: valid batches, and buffers of several batches.
     assert!(seeds >= 15, "{seeds} seeds");
-    assert!(single_valid_batches >= 10, "{single_valid_batches} valid batches");
-    assert!(multi_batch_buffers >= 2, "{multi_batch_buffers} multi-batch buffers");
+    assert!(
+        single_valid_batches >= 10,
+        "{single_valid_batches} valid batches"
+    );
+    assert!(
+        multi_batch_buffers >= 2,
+        "{multi_batch_buffers} multi-batch buffers"
+    );
 }

@@ -15,6 +15,8 @@
 //!
 //! The byte diagrams live in `docs/BATCH_FORMAT.md`.
 
+#![deny(missing_docs)]
+
 mod builder;
 mod error;
 mod fuzz;
