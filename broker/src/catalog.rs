@@ -33,6 +33,8 @@ pub const OFFSETS_TOPIC: &str = "__offsets";
 /// Partition count of [`OFFSETS_TOPIC`]; fixed because a group's partition is
 /// `hash(group) % OFFSETS_PARTITIONS` and must never move.
 pub const OFFSETS_PARTITIONS: u32 = 8;
+/// Segment size of [`OFFSETS_TOPIC`]: commits are small, and segments are preallocated.
+pub const OFFSETS_SEGMENT_BYTES_MAX: u64 = 16 << 20;
 
 /// A topic identifier: assigned by the catalog at creation, never reused.
 pub type TopicId = u32;
@@ -201,6 +203,7 @@ impl Catalog {
             flush: FlushSetting::Always,
             retention_bytes_max: 0,
             retention_ms_max: 0,
+            segment_bytes_max: OFFSETS_SEGMENT_BYTES_MAX,
             ..*defaults
         };
         match self.with_topic(OFFSETS_TOPIC, config, u32::MAX, 0, true) {

@@ -6,12 +6,18 @@
 
 pub mod catalog;
 pub mod config;
+pub mod conn;
+pub mod control;
+pub mod handlers;
 pub mod hash;
 pub mod http;
+pub mod join;
 pub mod metrics;
 pub mod net;
 pub mod notify;
 pub mod offsets;
+pub mod owner;
+pub mod partition;
 pub mod peers;
 pub mod router;
 pub mod runtime;

@@ -178,8 +178,8 @@ pub fn write_ready_file(path: &Path, addresses: &Addresses) -> io::Result<()> {
 /// The fast path hands all chunks to the kernel in one vectored, non-blocking `sendmsg`; when the
 /// socket buffer is full it falls back to glommio's `write` of the first unsent chunk, which
 /// waits for the socket to become writable, and then resumes vectored sends.
-pub async fn write_all_vectored(
-    stream: &mut glommio::net::TcpStream,
+pub async fn write_all_vectored<W: futures_lite::AsyncWrite + AsRawFd + Unpin>(
+    stream: &mut W,
     chunks: &[Bytes],
 ) -> io::Result<()> {
     let mut index = 0;

@@ -7,19 +7,33 @@
 //! `Arc<Catalog>` replaced whole by shard 0's publications. On a crash nothing here needs
 //! recovery: partitions recover in storage, the catalog on disk is always whole.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
+use std::collections::{BTreeSet, HashMap};
 use std::rc::Rc;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use futures_lite::{AsyncReadExt, AsyncWriteExt};
-use tracing::{debug, info, warn};
+use glommio::sync::Semaphore;
+use tracing::{debug, error, info, warn};
+use weir_proto::wire::{
+    CreateTopicRequest, CreateTopicResponse, DeleteTopicRequest, DeleteTopicResponse,
+    DescribedPartition, FetchPartition, FetchPartitionResult, ListOffsetsPartition,
+    ListOffsetsPartitionResult, OffsetCommitRequest, OffsetCommitResponse, OffsetFetchRequest,
+    OffsetFetchResponse, ProducePartition, ProducePartitionResult,
+};
+use weir_storage::PartitionLog;
 
-use crate::catalog::Catalog;
+use crate::catalog::{Catalog, TopicId, OFFSETS_TOPIC};
 use crate::config::Config;
+use crate::hash::shard_for_partition;
 use crate::http;
-use crate::metrics::{self, MetricsSnapshot, ShardMetrics};
+use crate::metrics::{self, MetricsSnapshot, ShardMetrics, StorageCounters};
 use crate::net::{self, Addresses};
-use crate::notify::Latch;
+use crate::notify::{Latch, Signal};
+use crate::offsets::{CommitKey, CommitValue, OffsetTable};
+use crate::owner;
+use crate::partition::{self, Partition, PartitionKey};
 use crate::peers::{Envelope, Inbox, Peers};
 use crate::runtime::{Command, Event, ShardSetup};
 
@@ -30,6 +44,48 @@ pub enum PeerRequest {
     Metrics,
     /// Replace your catalog with this newer one and open/close partitions to match.
     ApplyCatalog(Arc<Catalog>),
+    /// Create a topic (sent to shard 0, the catalog's only writer).
+    CreateTopic(CreateTopicRequest),
+    /// Delete a topic (sent to shard 0).
+    DeleteTopic(DeleteTopicRequest),
+    /// Append to partitions you own.
+    Produce(Vec<ProducePartition>),
+    /// Read from partitions you own, without waiting, within this many bytes in total.
+    Fetch(Vec<FetchPartition>, u32),
+    /// Answer when any partition's stable end passes its offset, or after `wait_ms`.
+    Watch {
+        /// Chosen by the caller to cancel the watch.
+        watch_id: u64,
+        /// `(partition, stable end offset already seen)`.
+        watched: Vec<(PartitionKey, i64)>,
+        /// Longest wait, in milliseconds.
+        wait_ms: u64,
+    },
+    /// Stop watch `watch_id` of the calling shard now.
+    CancelWatch(u64),
+    /// Answer offset queries for partitions you own.
+    ListOffsets(Vec<ListOffsetsPartition>),
+    /// Log offsets of partitions of one topic you own.
+    Describe(TopicId, Vec<u32>),
+    /// Commit offsets of a group whose offsets partition you own.
+    OffsetCommit(OffsetCommitRequest),
+    /// Read offsets of a group whose offsets partition you own.
+    OffsetFetch(OffsetFetchRequest),
+}
+
+impl PeerRequest {
+    /// Whether this is a data-path request (counted as cross-shard crosstalk).
+    pub fn is_data_path(&self) -> bool {
+        matches!(
+            self,
+            PeerRequest::Produce(_)
+                | PeerRequest::Fetch(..)
+                | PeerRequest::Watch { .. }
+                | PeerRequest::ListOffsets(_)
+                | PeerRequest::OffsetCommit(_)
+                | PeerRequest::OffsetFetch(_)
+        )
+    }
 }
 
 /// The answer to a [`PeerRequest`].
@@ -37,8 +93,26 @@ pub enum PeerRequest {
 pub enum PeerReply {
     /// The shard's metrics.
     Metrics(Box<MetricsSnapshot>),
-    /// The catalog was applied.
-    CatalogApplied,
+    /// The catalog was applied; partitions that failed to open, with the reason.
+    CatalogApplied(Vec<String>),
+    /// Answer to [`PeerRequest::CreateTopic`].
+    CreateTopic(CreateTopicResponse),
+    /// Answer to [`PeerRequest::DeleteTopic`].
+    DeleteTopic(DeleteTopicResponse),
+    /// Answer to [`PeerRequest::Produce`], in entry order.
+    Produce(Vec<ProducePartitionResult>),
+    /// Answer to [`PeerRequest::Fetch`], in entry order.
+    Fetch(Vec<FetchPartitionResult>),
+    /// A watch or its cancellation completed.
+    Watched,
+    /// Answer to [`PeerRequest::ListOffsets`], in entry order.
+    ListOffsets(Vec<ListOffsetsPartitionResult>),
+    /// Answer to [`PeerRequest::Describe`], in partition order.
+    Describe(Vec<DescribedPartition>),
+    /// Answer to [`PeerRequest::OffsetCommit`].
+    OffsetCommit(OffsetCommitResponse),
+    /// Answer to [`PeerRequest::OffsetFetch`].
+    OffsetFetch(OffsetFetchResponse),
 }
 
 /// Why a shard stopped with an error.
@@ -63,7 +137,19 @@ pub struct Shard {
     pub peers: Peers<PeerRequest, PeerReply>,
     /// Set when the shard starts draining: stop accepting and reading new requests.
     pub draining: Latch,
+    /// Bytes of request frames (produce payloads above all) held in memory by this shard.
+    pub request_memory: Rc<Semaphore>,
+    /// Notified whenever a connection closes (drain waits on it).
+    pub connection_closed: Signal,
     catalog: RefCell<Arc<Catalog>>,
+    /// Serializes catalog applications on this shard.
+    catalog_lock: Semaphore,
+    /// Serializes catalog changes (used on shard 0, the only writer).
+    catalog_write_lock: Semaphore,
+    partitions: RefCell<HashMap<PartitionKey, Rc<Partition>>>,
+    offset_tables: RefCell<HashMap<PartitionKey, OffsetTable>>,
+    watches: RefCell<HashMap<(usize, u64), Rc<Latch>>>,
+    next_watch_id: Cell<u64>,
 }
 
 impl Shard {
@@ -77,28 +163,290 @@ impl Shard {
         Arc::clone(&self.catalog.borrow())
     }
 
-    /// Installs a newer catalog snapshot; older or equal versions are ignored.
-    pub async fn apply_catalog(&self, catalog: Arc<Catalog>) {
-        if catalog.version() < self.catalog.borrow().version() {
-            return;
+    /// The shard that owns partition `key`.
+    pub fn owner_of(&self, key: PartitionKey) -> usize {
+        shard_for_partition(key.0, key.1, self.shard_count())
+    }
+
+    /// An owned, open partition.
+    pub fn partition(&self, key: PartitionKey) -> Option<Rc<Partition>> {
+        self.partitions.borrow().get(&key).cloned()
+    }
+
+    /// Whether the offsets table of `key` can take `keys` more commits.
+    pub fn offset_table_has_room(&self, key: PartitionKey, keys: &[&CommitKey]) -> bool {
+        self.offset_tables
+            .borrow()
+            .get(&key)
+            .is_none_or(|table| table.has_room_for(keys))
+    }
+
+    /// Records durable commits in the table of offsets partition `key`.
+    pub fn record_commits(&self, key: PartitionKey, commits: Vec<(CommitKey, CommitValue)>) {
+        let mut tables = self.offset_tables.borrow_mut();
+        let table = tables.entry(key).or_default();
+        for (commit_key, value) in commits {
+            table.insert(commit_key, value);
         }
-        *self.catalog.borrow_mut() = catalog;
+    }
+
+    /// The committed value of `commit_key` in offsets partition `key`.
+    pub fn committed_offset(
+        &self,
+        key: PartitionKey,
+        commit_key: &CommitKey,
+    ) -> Option<CommitValue> {
+        self.offset_tables
+            .borrow()
+            .get(&key)
+            .and_then(|table| table.get(commit_key).cloned())
+    }
+
+    /// A fresh id for a watch this shard asks another shard to run.
+    pub fn next_watch_id(&self) -> u64 {
+        let id = self.next_watch_id.get();
+        self.next_watch_id.set(id + 1);
+        id
+    }
+
+    /// Installs a catalog snapshot (older versions are ignored) and opens or deletes this
+    /// shard's partitions to match it. Returns the partitions that failed to open.
+    pub async fn apply_catalog(self: &Rc<Self>, catalog: Arc<Catalog>) -> Vec<String> {
+        let Ok(_lock) = self.catalog_lock.acquire_permit(1).await else {
+            return vec!["shard is stopping".to_string()];
+        };
+        if catalog.version() < self.catalog.borrow().version() {
+            return Vec::new();
+        }
+        *self.catalog.borrow_mut() = Arc::clone(&catalog);
+        let wanted: BTreeSet<PartitionKey> = catalog
+            .topics()
+            .flat_map(|topic| {
+                (0..topic.config.partitions).map(move |index| (topic.topic_id, index))
+            })
+            .filter(|key| self.owner_of(*key) == self.id)
+            .collect();
+        let removed: Vec<Rc<Partition>> = {
+            let mut partitions = self.partitions.borrow_mut();
+            let gone: Vec<PartitionKey> = partitions
+                .keys()
+                .filter(|key| !wanted.contains(key))
+                .copied()
+                .collect();
+            gone.iter()
+                .filter_map(|key| partitions.remove(key))
+                .collect()
+        };
+        for partition in removed {
+            self.offset_tables
+                .borrow_mut()
+                .remove(&(partition.topic.topic_id, partition.index));
+            self.metrics.forget_topic(&partition.topic.name);
+            self.delete_partition(partition);
+        }
+        let tail_cache =
+            partition::tail_cache_share(self.config.tail_cache_bytes_max, wanted.len());
+        let mut failures = Vec::new();
+        for key in wanted {
+            if self.partitions.borrow().contains_key(&key) {
+                continue;
+            }
+            let Some(topic) = catalog.topic_by_id(key.0) else {
+                continue;
+            };
+            let dir = partition::partition_dir(&self.config.data_dir, topic, key.1);
+            let log_config = partition::log_config(&topic.config, &self.config, tail_cache);
+            match PartitionLog::open(&dir, log_config).await {
+                Ok(log) => {
+                    let opened = Rc::new(Partition {
+                        topic: Arc::clone(topic),
+                        index: key.1,
+                        log,
+                        appended: Signal::default(),
+                    });
+                    if topic.name == OFFSETS_TOPIC {
+                        match owner::replay_offsets(&opened, self.config.fetch_response_bytes_max)
+                            .await
+                        {
+                            Ok(table) => {
+                                self.offset_tables.borrow_mut().insert(key, table);
+                            }
+                            Err(error) => {
+                                error!(partition = key.1, %error, "cannot replay committed offsets");
+                                failures.push(format!("{OFFSETS_TOPIC}/{}: {error}", key.1));
+                                continue;
+                            }
+                        }
+                    }
+                    self.partitions.borrow_mut().insert(key, opened);
+                }
+                Err(error) => {
+                    error!(topic = %topic.name, partition = key.1, dir = %dir.display(), %error, "cannot open partition log");
+                    failures.push(format!("{}/{}: {error}", topic.name, key.1));
+                }
+            }
+        }
+        failures
+    }
+
+    /// Deletes a removed partition's log once no request holds it any more.
+    fn delete_partition(self: &Rc<Self>, partition: Rc<Partition>) {
+        let retry = Duration::from_millis(self.config.maintenance_interval_ms);
+        glommio::spawn_local(async move {
+            let mut partition = partition;
+            loop {
+                match Rc::try_unwrap(partition) {
+                    Ok(owned) => {
+                        let (name, index) = (owned.topic.name.clone(), owned.index);
+                        if let Err(error) = owned.log.delete().await {
+                            error!(topic = %name, partition = index, %error, "cannot delete partition log");
+                        }
+                        return;
+                    }
+                    // A request still holds it; it finishes within its own bounds.
+                    Err(shared) => partition = shared,
+                }
+                glommio::timer::sleep(retry).await;
+            }
+        })
+        .detach();
+    }
+
+    /// Flushes and closes every owned partition (shutdown).
+    pub async fn close_partitions(&self) {
+        let partitions: Vec<Rc<Partition>> = self
+            .partitions
+            .borrow_mut()
+            .drain()
+            .map(|(_, p)| p)
+            .collect();
+        for partition in partitions {
+            let (name, index) = (partition.topic.name.clone(), partition.index);
+            match Rc::try_unwrap(partition) {
+                Ok(owned) => {
+                    if let Err(error) = owned.log.close().await {
+                        error!(topic = %name, partition = index, %error, "cannot close partition log");
+                    }
+                }
+                Err(shared) => {
+                    if let Err(error) = shared.log.flush().await {
+                        error!(topic = %name, partition = index, %error, "cannot flush partition log");
+                    }
+                }
+            }
+        }
     }
 
     /// This shard's metrics snapshot, with gauges filled in.
     pub fn metrics_snapshot(&self) -> MetricsSnapshot {
-        self.metrics.snapshot(self.id)
+        let mut snapshot = self.metrics.snapshot(self.id);
+        let partitions = self.partitions.borrow();
+        snapshot.partitions_owned = partitions.len() as u64;
+        snapshot.produce_memory_bytes = self
+            .config
+            .produce_memory_bytes_max
+            .saturating_sub(self.request_memory.available());
+        let mut storage = StorageCounters::default();
+        for partition in partitions.values() {
+            let stats = partition.log.stats();
+            storage.tail_cache_hits += stats.tail_cache_hits;
+            storage.tail_cache_misses += stats.tail_cache_misses;
+            storage.fsync_count += stats.fsync_count;
+            storage.fsync_time_us += stats.fsync_time_total_us;
+        }
+        snapshot.storage = storage;
+        snapshot
+    }
+
+    /// Runs periodic storage work on owned partitions: interval flushes, age rolls, retention.
+    pub async fn maintain(&self) {
+        let now_ms = weir_storage::wall_clock_ms();
+        let partitions: Vec<Rc<Partition>> = self.partitions.borrow().values().cloned().collect();
+        for partition in partitions {
+            let (name, index) = (&partition.topic.name, partition.index);
+            if let Err(error) = partition.log.flush_if_due(now_ms).await {
+                error!(topic = %name, partition = index, %error, "interval flush failed");
+            }
+            if let Err(error) = partition.log.roll_if_due(now_ms).await {
+                error!(topic = %name, partition = index, %error, "segment roll failed");
+            }
+            match partition.log.enforce_retention(now_ms).await {
+                Ok(report) if report.segments_deleted > 0 => info!(
+                    topic = %name,
+                    partition = index,
+                    segments = report.segments_deleted,
+                    bytes = report.bytes_deleted,
+                    log_start_offset = report.log_start_offset,
+                    "retention deleted segments"
+                ),
+                Ok(_) => {}
+                Err(error) => error!(topic = %name, partition = index, %error, "retention failed"),
+            }
+        }
     }
 
     /// Serves a request from another shard.
-    pub async fn serve_peer(self: &Rc<Self>, request: PeerRequest) -> PeerReply {
+    pub async fn serve_peer(self: &Rc<Self>, from: usize, request: PeerRequest) -> PeerReply {
         match request {
             PeerRequest::Metrics => PeerReply::Metrics(Box::new(self.metrics_snapshot())),
             PeerRequest::ApplyCatalog(catalog) => {
-                self.apply_catalog(catalog).await;
-                PeerReply::CatalogApplied
+                PeerReply::CatalogApplied(self.apply_catalog(catalog).await)
+            }
+            PeerRequest::CreateTopic(request) => {
+                PeerReply::CreateTopic(crate::control::create_topic(self, request).await)
+            }
+            PeerRequest::DeleteTopic(request) => {
+                PeerReply::DeleteTopic(crate::control::delete_topic(self, request).await)
+            }
+            PeerRequest::Produce(entries) => {
+                PeerReply::Produce(owner::produce(self, entries).await)
+            }
+            PeerRequest::Fetch(entries, bytes_max) => {
+                PeerReply::Fetch(owner::fetch_now(self, &entries, bytes_max).await)
+            }
+            PeerRequest::Watch {
+                watch_id,
+                watched,
+                wait_ms,
+            } => {
+                let cancelled = Rc::new(Latch::default());
+                self.watches
+                    .borrow_mut()
+                    .insert((from, watch_id), Rc::clone(&cancelled));
+                let deadline = Instant::now()
+                    + Duration::from_millis(wait_ms.min(u64::from(self.config.fetch_wait_ms_max)));
+                owner::watch(self, &watched, deadline, &cancelled).await;
+                self.watches.borrow_mut().remove(&(from, watch_id));
+                PeerReply::Watched
+            }
+            PeerRequest::CancelWatch(watch_id) => {
+                if let Some(latch) = self.watches.borrow_mut().remove(&(from, watch_id)) {
+                    latch.set();
+                }
+                PeerReply::Watched
+            }
+            PeerRequest::ListOffsets(entries) => {
+                PeerReply::ListOffsets(owner::list_offsets(self, entries).await)
+            }
+            PeerRequest::Describe(topic_id, partitions) => {
+                PeerReply::Describe(owner::describe(self, topic_id, &partitions))
+            }
+            PeerRequest::OffsetCommit(request) => {
+                PeerReply::OffsetCommit(owner::commit_offsets(self, request).await)
+            }
+            PeerRequest::OffsetFetch(request) => {
+                PeerReply::OffsetFetch(owner::fetch_offsets(self, request))
             }
         }
+    }
+
+    /// Runs `change` with the catalog write lock held (shard 0 only).
+    pub async fn with_catalog_lock<T>(
+        &self,
+        change: impl std::future::Future<Output = T>,
+    ) -> Option<T> {
+        let _lock = self.catalog_write_lock.acquire_permit(1).await.ok()?;
+        Some(change.await)
     }
 
     /// Every shard's metrics rendered in the Prometheus text format.
@@ -134,6 +482,7 @@ pub async fn run(setup: ShardSetup) -> Result<(), ShardError> {
         events,
     } = setup;
     let (peers, inbox) = Peers::connect(id, peers).await;
+    let request_memory = Rc::new(Semaphore::new(config.produce_memory_bytes_max));
     let shard = Rc::new(Shard {
         id,
         config,
@@ -141,32 +490,95 @@ pub async fn run(setup: ShardSetup) -> Result<(), ShardError> {
         metrics: ShardMetrics::default(),
         peers,
         draining: Latch::default(),
-        catalog: RefCell::new(Arc::clone(&catalog)),
+        request_memory,
+        connection_closed: Signal::default(),
+        catalog: RefCell::new(Arc::new(Catalog::default())),
+        catalog_lock: Semaphore::new(1),
+        catalog_write_lock: Semaphore::new(1),
+        partitions: RefCell::new(HashMap::new()),
+        offset_tables: RefCell::new(HashMap::new()),
+        watches: RefCell::new(HashMap::new()),
+        next_watch_id: Cell::new(0),
     });
-    shard.apply_catalog(catalog).await;
+    // Peers must be served while partitions open: another shard may already ask for metrics.
     let inbox_tasks = spawn_inbox(&shard, inbox);
+    let failures = shard.apply_catalog(catalog).await;
+    if !failures.is_empty() {
+        warn!(
+            shard = id,
+            failed = failures.len(),
+            "some partitions did not open; requests for them get errors"
+        );
+    }
     let metrics_task = metrics_listener.map(|socket| {
         let listener = net::glommio_listener(socket);
         glommio::spawn_local(serve_metrics(Rc::clone(&shard), listener))
     });
-    // Client listeners stay bound (the kernel queues connections) until connection handling
-    // takes them over.
-    let _client_listeners = (shared_listener, direct_listener);
+    let accept_tasks = [shared_listener, direct_listener].map(|socket| {
+        let listener = net::glommio_listener(socket);
+        glommio::spawn_local(crate::conn::accept_loop(Rc::clone(&shard), listener))
+    });
+    let maintenance_task = glommio::spawn_local(maintenance_loop(Rc::clone(&shard)));
     let _ = events.send(Event::Ready(id));
     debug!(shard = id, "shard ready");
 
     let mut control = control_stream(control)?;
     wait_for(&mut control, Command::Drain).await?;
     shard.draining.set();
+    drop(accept_tasks);
     drop(metrics_task);
+    drain_connections(&shard).await;
     let _ = events.send(Event::Drained(id));
     wait_for(&mut control, Command::Close).await?;
+    drop(maintenance_task);
+    shard.close_partitions().await;
     shard.peers.close();
     for task in inbox_tasks {
         task.await;
     }
     info!(shard = id, "shard closed");
     Ok(())
+}
+
+/// Waits until every connection of the shard has closed, or `shutdown-timeout-ms` passed.
+async fn drain_connections(shard: &Rc<Shard>) {
+    let deadline = Instant::now() + Duration::from_millis(shard.config.shutdown_timeout_ms);
+    let all_closed = futures_lite::future::poll_fn(|context| {
+        let count = shard.connection_closed.count();
+        if shard.metrics.connections_open.get() == 0 {
+            return std::task::Poll::Ready(());
+        }
+        shard
+            .connection_closed
+            .changed_since(count, context.waker());
+        std::task::Poll::Pending
+    });
+    let timed_out = futures_lite::future::or(
+        async {
+            all_closed.await;
+            false
+        },
+        async {
+            glommio::timer::sleep(deadline.saturating_duration_since(Instant::now())).await;
+            true
+        },
+    )
+    .await;
+    if timed_out {
+        warn!(
+            shard = shard.id,
+            open = shard.metrics.connections_open.get(),
+            "shutdown timeout: closing connections with requests in flight"
+        );
+    }
+}
+
+async fn maintenance_loop(shard: Rc<Shard>) {
+    let interval = Duration::from_millis(shard.config.maintenance_interval_ms);
+    loop {
+        glommio::timer::sleep(interval).await;
+        shard.maintain().await;
+    }
 }
 
 fn control_stream(
@@ -211,8 +623,10 @@ fn spawn_inbox(
                         Envelope::Request { id, from, request } => {
                             let shard = Rc::clone(&shard);
                             glommio::spawn_local(async move {
-                                metrics::increment(&shard.metrics.forwarded_served);
-                                let reply = shard.serve_peer(request).await;
+                                if request.is_data_path() {
+                                    metrics::increment(&shard.metrics.forwarded_served);
+                                }
+                                let reply = shard.serve_peer(from, request).await;
                                 if let Err(error) = shard.peers.reply(from, id, reply).await {
                                     debug!(shard = shard.id, to = from, %error, "reply not delivered");
                                 }

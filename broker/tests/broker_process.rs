@@ -1,0 +1,724 @@
+//! Runs the real `weir-broker` binary on ephemeral loopback ports with its own data directory
+//! and talks to it over raw TCP with the `weir_proto::wire` encoders: topic creation, produce and
+//! fetch (also across shards), offsets, metrics, bad input, clean restart and SIGKILL.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+use weir_proto::batch::{records, BatchBuilder, BatchIter, BatchLimits};
+use weir_proto::wire::{
+    decode_response, Acks, ApiVersionsRequest, ApiVersionsResponse, CreateTopicRequest,
+    CreateTopicResponse, DeleteTopicRequest, DeleteTopicResponse, DescribeTopicRequest,
+    DescribeTopicResponse, ErrorCode, FetchPartition, FetchRequest, FetchResponse, FlushPolicy,
+    FrameDecoderConfig, ListOffsetsPartition, ListOffsetsRequest, ListOffsetsResponse,
+    ListTopicsRequest, ListTopicsResponse, MetadataRequest, MetadataResponse,
+    OffsetCommitPartition, OffsetCommitRequest, OffsetCommitResponse, OffsetFetchPartition,
+    OffsetFetchRequest, OffsetFetchResponse, OffsetQuery, Priority, ProducePartition,
+    ProduceRequest, ProduceResponse, RequestMessage, ResponseError, ResponseFrameDecoder,
+    ResponseMessage, TopicConfig,
+};
+
+const STARTUP_DEADLINE: Duration = Duration::from_secs(30);
+const IO_TIMEOUT: Duration = Duration::from_secs(20);
+
+struct Broker {
+    child: Child,
+    data_dir: PathBuf,
+    ready_file: PathBuf,
+    listen: SocketAddr,
+    shards: Vec<SocketAddr>,
+    metrics: SocketAddr,
+}
+
+fn start(data_dir: &Path, cores: usize) -> Broker {
+    let ready_file = data_dir.with_extension("ready.toml");
+    // A ready file from an earlier run must not be mistaken for this one's.
+    let _ = std::fs::remove_file(&ready_file);
+    let child = Command::new(env!("CARGO_BIN_EXE_weir-broker"))
+        .arg("--data-dir")
+        .arg(data_dir)
+        .args(["--listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0"])
+        .args(["--cores", &cores.to_string()])
+        .args([
+            "--default-segment-bytes-max",
+            "1048576",
+            "--frame-bytes-max",
+            "1048576",
+        ])
+        .args([
+            "--fetch-wait-ms-max",
+            "5000",
+            "--shutdown-timeout-ms",
+            "5000",
+        ])
+        .arg("--ready-file")
+        .arg(&ready_file)
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("weir-broker starts");
+    let deadline = Instant::now() + STARTUP_DEADLINE;
+    let text = loop {
+        if let Ok(text) = std::fs::read_to_string(&ready_file) {
+            break text;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no ready file within {STARTUP_DEADLINE:?}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let ready: toml::Value = toml::from_str(&text).expect("ready file is TOML");
+    let address = |value: &toml::Value| value.as_str().unwrap().parse::<SocketAddr>().unwrap();
+    Broker {
+        child,
+        data_dir: data_dir.to_path_buf(),
+        ready_file,
+        listen: address(&ready["listen"]),
+        shards: ready["shards"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(address)
+            .collect(),
+        metrics: address(&ready["metrics"]),
+    }
+}
+
+impl Broker {
+    fn signal(&mut self, signal: i32) {
+        // SAFETY: sending a signal to our own child process.
+        let result = unsafe { libc::kill(self.child.id() as i32, signal) };
+        assert_eq!(result, 0);
+    }
+
+    /// SIGTERM, then the exit status within a deadline.
+    fn stop(mut self) -> std::process::ExitStatus {
+        self.signal(libc::SIGTERM);
+        let deadline = Instant::now() + STARTUP_DEADLINE;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "broker did not stop after SIGTERM"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn kill(mut self) {
+        self.signal(libc::SIGKILL);
+        self.child.wait().unwrap();
+    }
+
+    fn connect(&self) -> Client {
+        Client::connect(self.listen)
+    }
+
+    fn scrape(&self) -> String {
+        let mut stream = TcpStream::connect(self.metrics).unwrap();
+        stream.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+        stream
+            .write_all(b"GET /metrics HTTP/1.1\r\nHost: test\r\n\r\n")
+            .unwrap();
+        let mut text = String::new();
+        stream.read_to_string(&mut text).unwrap();
+        assert!(text.starts_with("HTTP/1.1 200 OK"), "{text}");
+        text
+    }
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+struct Client {
+    stream: TcpStream,
+    buffer: BytesMut,
+    decoder: ResponseFrameDecoder,
+    next_id: u32,
+}
+
+impl Client {
+    fn connect(address: SocketAddr) -> Client {
+        let stream = TcpStream::connect(address).unwrap();
+        stream.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+        Client {
+            stream,
+            buffer: BytesMut::new(),
+            decoder: ResponseFrameDecoder::new(FrameDecoderConfig::default()),
+            next_id: 1,
+        }
+    }
+
+    fn send<R: RequestMessage>(&mut self, request: &R) -> u32 {
+        let id = self.next_id;
+        self.next_id += 1;
+        let mut frame = BytesMut::new();
+        request
+            .encode_frame(id, Priority::Normal, &mut frame)
+            .unwrap();
+        self.stream.write_all(&frame).unwrap();
+        id
+    }
+
+    fn receive<M: ResponseMessage>(&mut self, id: u32) -> Result<M, ResponseError> {
+        loop {
+            if let Some(frame) = self
+                .decoder
+                .decode(&mut self.buffer)
+                .expect("valid response frame")
+            {
+                assert_eq!(
+                    frame.header.correlation_id(),
+                    id,
+                    "responses come in request order"
+                );
+                return decode_response(&frame.header, &frame.body);
+            }
+            let mut chunk = [0u8; 65536];
+            let count = self.stream.read(&mut chunk).expect("response arrives");
+            assert!(
+                count > 0,
+                "connection closed while waiting for response {id}"
+            );
+            self.buffer.extend_from_slice(&chunk[..count]);
+        }
+    }
+
+    fn call<R: RequestMessage>(&mut self, request: &R) -> R::Response
+    where
+        R::Response: ResponseMessage,
+    {
+        let id = self.send(request);
+        self.receive(id).expect("request accepted")
+    }
+
+    /// Whether the broker closed the connection (reads end of stream) within the timeout.
+    fn closed_by_broker(&mut self) -> bool {
+        let mut chunk = [0u8; 4096];
+        loop {
+            match self.stream.read(&mut chunk) {
+                Ok(0) => return true,
+                Ok(_) => continue,
+                Err(error) if error.kind() == std::io::ErrorKind::ConnectionReset => return true,
+                Err(_) => return false,
+            }
+        }
+    }
+}
+
+fn topic_config() -> TopicConfig {
+    TopicConfig {
+        flush: FlushPolicy::Always,
+        retention_bytes: None,
+        retention_ms: None,
+        segment_bytes: 1 << 20,
+        segment_ms: None,
+    }
+}
+
+fn create_topic(client: &mut Client, name: &str, partitions: u32) -> u32 {
+    let response: CreateTopicResponse = client.call(&CreateTopicRequest {
+        name: name.to_string(),
+        partition_count: partitions,
+        config: topic_config(),
+    });
+    assert_eq!(
+        response.error_code,
+        ErrorCode::None,
+        "{}",
+        response.error_message
+    );
+    response.topic_id
+}
+
+fn batch(values: &[String]) -> Bytes {
+    let mut builder = BatchBuilder::new(1_700_000_000_000);
+    for value in values {
+        builder.push(1_700_000_000_000, None, Some(value.as_bytes()), &[]);
+    }
+    Bytes::from(builder.finish())
+}
+
+fn produce(client: &mut Client, entries: Vec<(u32, u32, Bytes)>) -> ProduceResponse {
+    client.call(&ProduceRequest {
+        acks: Acks::Leader,
+        timeout_ms: 10_000,
+        entries: entries
+            .into_iter()
+            .map(|(topic_id, partition, records)| ProducePartition {
+                topic_id,
+                partition,
+                records,
+            })
+            .collect(),
+    })
+}
+
+fn fetch(client: &mut Client, entries: &[(u32, u32, i64)], max_wait_ms: u32) -> FetchResponse {
+    client.call(&FetchRequest {
+        max_wait_ms,
+        min_bytes: 1,
+        max_bytes: 1 << 20,
+        entries: entries
+            .iter()
+            .map(|(topic_id, partition, offset)| FetchPartition {
+                topic_id: *topic_id,
+                partition: *partition,
+                fetch_offset: *offset,
+                partition_max_bytes: 1 << 20,
+            })
+            .collect(),
+    })
+}
+
+/// Every record value in a fetched chunk, with its offset.
+fn values(records_bytes: Bytes) -> Vec<(i64, String)> {
+    let mut out = Vec::new();
+    for item in BatchIter::new(&records_bytes, &BatchLimits::default()) {
+        let (_, batch) = item.expect("served batch is valid");
+        for record in records(batch).unwrap() {
+            let record = record.unwrap();
+            out.push((
+                record.offset,
+                String::from_utf8(record.value.unwrap().to_vec()).unwrap(),
+            ));
+        }
+    }
+    out
+}
+
+fn metric(text: &str, series: &str) -> Option<f64> {
+    text.lines()
+        .find(|line| line.starts_with(series) && line[series.len()..].starts_with(' '))
+        .and_then(|line| line.rsplit(' ').next())
+        .and_then(|value| value.parse().ok())
+}
+
+#[test]
+fn produce_fetch_offsets_survive_restart_across_shards() {
+    let dir = tempfile::tempdir().unwrap();
+    let data_dir = dir.path().join("data");
+    let broker = start(&data_dir, 2);
+    assert_eq!(broker.shards.len(), 2);
+    let mut client = broker.connect();
+
+    let versions: ApiVersionsResponse = client.call(&ApiVersionsRequest {
+        client_id: "test".into(),
+        client_software: "broker_process".into(),
+    });
+    assert!(!versions.apis.is_empty());
+    assert_eq!(versions.broker_name, "weir-broker");
+
+    // 4 partitions: with 2 shards some are owned by each shard (pinned hash), so the produce and
+    // fetch below are split, forwarded and merged whichever shard this connection landed on.
+    let topic_id = create_topic(&mut client, "orders", 4);
+    let metadata: MetadataResponse = client.call(&MetadataRequest::default());
+    assert_eq!(metadata.shards.len(), 2);
+    assert_eq!(metadata.shared_address, broker.listen.to_string());
+    let orders = metadata
+        .topics
+        .iter()
+        .find(|t| t.name == "orders")
+        .expect("topic listed");
+    assert_eq!(orders.topic_id, topic_id);
+    let owners: Vec<u32> = orders.partitions.iter().map(|p| p.owner_shard).collect();
+    assert!(
+        owners.contains(&0) && owners.contains(&1),
+        "partitions on both shards: {owners:?}"
+    );
+
+    let duplicate: CreateTopicResponse = client.call(&CreateTopicRequest {
+        name: "orders".into(),
+        partition_count: 1,
+        config: topic_config(),
+    });
+    assert_eq!(duplicate.error_code, ErrorCode::TopicAlreadyExists);
+    let bad_name: CreateTopicResponse = client.call(&CreateTopicRequest {
+        name: "no/slashes".into(),
+        partition_count: 1,
+        config: topic_config(),
+    });
+    assert_eq!(bad_name.error_code, ErrorCode::InvalidTopicName);
+
+    let entries: Vec<(u32, u32, Bytes)> = (0..4)
+        .map(|partition| {
+            let values: Vec<String> = (0..3).map(|i| format!("p{partition}-r{i}")).collect();
+            (topic_id, partition, batch(&values))
+        })
+        .collect();
+    let produced = produce(&mut client, entries);
+    assert_eq!(produced.entries.len(), 4);
+    for (partition, entry) in produced.entries.iter().enumerate() {
+        assert_eq!(entry.error_code, ErrorCode::None, "{}", entry.error_message);
+        assert_eq!(entry.partition, partition as u32, "request order kept");
+        assert_eq!(entry.base_offset, 0);
+    }
+    let second = produce(
+        &mut client,
+        vec![(topic_id, 2, batch(&["p2-r3".to_string()]))],
+    );
+    assert_eq!(second.entries[0].base_offset, 3);
+
+    let fetched = fetch(
+        &mut client,
+        &[
+            (topic_id, 0, 0),
+            (topic_id, 1, 0),
+            (topic_id, 2, 1),
+            (topic_id, 3, 0),
+        ],
+        0,
+    );
+    assert_eq!(fetched.entries.len(), 4);
+    for entry in &fetched.entries {
+        assert_eq!(entry.error_code, ErrorCode::None, "{}", entry.error_message);
+    }
+    let p2 = values(fetched.entries[2].records.to_contiguous());
+    // A fetch inside a batch returns the whole batch; the client skips earlier records.
+    assert_eq!(
+        p2.iter().map(|(_, v)| v.as_str()).collect::<Vec<_>>(),
+        ["p2-r0", "p2-r1", "p2-r2", "p2-r3"]
+    );
+    assert_eq!(fetched.entries[2].high_watermark, 4);
+    assert_eq!(
+        values(fetched.entries[3].records.to_contiguous())[2],
+        (2, "p3-r2".to_string())
+    );
+
+    let listed: ListOffsetsResponse = client.call(&ListOffsetsRequest {
+        entries: vec![
+            ListOffsetsPartition {
+                topic_id,
+                partition: 2,
+                query: OffsetQuery::Earliest,
+            },
+            ListOffsetsPartition {
+                topic_id,
+                partition: 2,
+                query: OffsetQuery::Latest,
+            },
+            ListOffsetsPartition {
+                topic_id,
+                partition: 2,
+                query: OffsetQuery::Timestamp { timestamp_ms: 0 },
+            },
+            ListOffsetsPartition {
+                topic_id,
+                partition: 9,
+                query: OffsetQuery::Latest,
+            },
+        ],
+    });
+    let offsets: Vec<i64> = listed.entries.iter().map(|e| e.offset).collect();
+    assert_eq!(&offsets[..3], &[0, 4, 0]);
+    assert_eq!(listed.entries[3].error_code, ErrorCode::UnknownPartition);
+
+    let committed: OffsetCommitResponse = client.call(&OffsetCommitRequest {
+        group_id: "billing".into(),
+        generation: -1,
+        member_id: String::new(),
+        entries: vec![
+            OffsetCommitPartition {
+                topic_id,
+                partition: 0,
+                offset: 3,
+                metadata: "m0".into(),
+            },
+            OffsetCommitPartition {
+                topic_id,
+                partition: 3,
+                offset: 2,
+                metadata: String::new(),
+            },
+        ],
+    });
+    assert!(
+        committed
+            .entries
+            .iter()
+            .all(|e| e.error_code == ErrorCode::None),
+        "{committed:?}"
+    );
+
+    let metrics = broker.scrape();
+    assert_eq!(
+        metric(&metrics, "weir_topic_records_in_total{topic=\"orders\"}"),
+        Some(13.0),
+        "{metrics}"
+    );
+    assert!(metric(&metrics, "weir_topic_bytes_out_total{topic=\"orders\"}").unwrap() > 0.0);
+    let forwarded: f64 = ["0", "1"]
+        .iter()
+        .filter_map(|shard| {
+            metric(
+                &metrics,
+                &format!("weir_forwarded_requests_total{{shard=\"{shard}\"}}"),
+            )
+        })
+        .sum();
+    assert!(
+        forwarded >= 1.0,
+        "a split request forwarded to the other shard:\n{metrics}"
+    );
+    assert!(
+        metrics.contains("weir_request_duration_seconds_count{api=\"Produce\"} 2"),
+        "{metrics}"
+    );
+
+    drop(client);
+    let status = broker.stop();
+    assert!(status.success(), "clean shutdown exits 0: {status:?}");
+
+    // Restart on the same directory: topics, data and committed offsets are back.
+    let broker = start(&data_dir, 2);
+    let mut client = broker.connect();
+    let topics: ListTopicsResponse = client.call(&ListTopicsRequest);
+    assert_eq!(topics.topics.len(), 1);
+    assert_eq!(topics.topics[0].topic_id, topic_id);
+    let fetched = fetch(&mut client, &[(topic_id, 2, 0)], 0);
+    assert_eq!(values(fetched.entries[0].records.to_contiguous()).len(), 4);
+    let offsets: OffsetFetchResponse = client.call(&OffsetFetchRequest {
+        group_id: "billing".into(),
+        entries: vec![
+            OffsetFetchPartition {
+                topic_id,
+                partition: 0,
+            },
+            OffsetFetchPartition {
+                topic_id,
+                partition: 1,
+            },
+            OffsetFetchPartition {
+                topic_id,
+                partition: 3,
+            },
+        ],
+    });
+    assert_eq!(offsets.error_code, ErrorCode::None);
+    let got: Vec<(i64, &str)> = offsets
+        .entries
+        .iter()
+        .map(|e| (e.offset, e.metadata.as_str()))
+        .collect();
+    assert_eq!(got, [(3, "m0"), (-1, ""), (2, "")]);
+    let described: DescribeTopicResponse = client.call(&DescribeTopicRequest {
+        name: "orders".into(),
+    });
+    let ends: Vec<i64> = described
+        .partitions
+        .iter()
+        .map(|p| p.log_end_offset)
+        .collect();
+    assert_eq!(ends, [3, 3, 4, 3]);
+
+    let deleted: DeleteTopicResponse = client.call(&DeleteTopicRequest {
+        name: "orders".into(),
+    });
+    assert_eq!(
+        deleted.error_code,
+        ErrorCode::None,
+        "{}",
+        deleted.error_message
+    );
+    let gone = fetch(&mut client, &[(topic_id, 0, 0)], 0);
+    assert_eq!(gone.entries[0].error_code, ErrorCode::UnknownTopic);
+    drop(client);
+    assert!(broker.stop().success());
+    assert!(
+        data_dir.join("catalog.toml").exists(),
+        "shutdown removes nothing"
+    );
+}
+
+#[test]
+fn long_poll_fetch_wakes_on_append_from_another_connection_and_shard() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = start(&dir.path().join("data"), 2);
+    let mut admin = broker.connect();
+    let topic_id = create_topic(&mut admin, "events", 4);
+    // The fetch watches every partition on both shards; the producer writes to one of them
+    // through the other shard's direct port.
+    let mut consumer = Client::connect(broker.shards[0]);
+    let started = Instant::now();
+    let id = consumer.send(&FetchRequest {
+        max_wait_ms: 5_000,
+        min_bytes: 1,
+        max_bytes: 1 << 20,
+        entries: (0..4)
+            .map(|partition| FetchPartition {
+                topic_id,
+                partition,
+                fetch_offset: 0,
+                partition_max_bytes: 1 << 20,
+            })
+            .collect(),
+    });
+    let mut producer = Client::connect(broker.shards[1]);
+    // Partition 0 of a topic is owned by whichever shard the hash says; either way one of the
+    // two sides of this fetch is remote.
+    let produced = produce(
+        &mut producer,
+        vec![(topic_id, 0, batch(&["wake".to_string()]))],
+    );
+    assert_eq!(produced.entries[0].error_code, ErrorCode::None);
+    let fetched: FetchResponse = consumer.receive(id).unwrap();
+    assert!(
+        started.elapsed() < Duration::from_millis(4_000),
+        "woken by the append, not the deadline"
+    );
+    let all: Vec<String> = fetched
+        .entries
+        .iter()
+        .flat_map(|entry| values(entry.records.to_contiguous()))
+        .map(|(_, value)| value)
+        .collect();
+    assert_eq!(all, ["wake"]);
+
+    // With nothing to read, the fetch returns empty at its deadline.
+    let started = Instant::now();
+    let empty = fetch(&mut consumer, &[(topic_id, 3, 0)], 300);
+    assert!(started.elapsed() >= Duration::from_millis(250));
+    assert!(empty.entries[0].records.is_empty());
+    drop((admin, consumer, producer));
+    assert!(broker.stop().success());
+}
+
+#[test]
+fn bad_input_gets_an_error_or_a_close_and_others_keep_working() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = start(&dir.path().join("data"), 1);
+    let mut healthy = broker.connect();
+    let topic_id = create_topic(&mut healthy, "t", 1);
+
+    // Unknown api key: a typed error response, and the connection stays usable.
+    let mut unknown = broker.connect();
+    let mut frame = Vec::new();
+    frame.extend_from_slice(&10u32.to_be_bytes());
+    frame.extend_from_slice(&999u16.to_be_bytes());
+    frame.extend_from_slice(&0u16.to_be_bytes());
+    frame.extend_from_slice(&77u32.to_be_bytes());
+    frame.extend_from_slice(&0u16.to_be_bytes());
+    unknown.stream.write_all(&frame).unwrap();
+    match unknown.receive::<ApiVersionsResponse>(77) {
+        Err(ResponseError::Rejected(rejection)) => {
+            assert_eq!(rejection.error_code, ErrorCode::UnknownApiKey)
+        }
+        other => panic!("expected a rejection, got {other:?}"),
+    }
+    unknown.next_id = 78;
+    let _: ListTopicsResponse = unknown.call(&ListTopicsRequest);
+
+    // Oversized frame: error response with the request's correlation id, then close.
+    let mut oversized = broker.connect();
+    let mut frame = Vec::new();
+    frame.extend_from_slice(&(64u32 << 20).to_be_bytes());
+    frame.extend_from_slice(&20u16.to_be_bytes());
+    frame.extend_from_slice(&0u16.to_be_bytes());
+    frame.extend_from_slice(&5u32.to_be_bytes());
+    frame.extend_from_slice(&0u16.to_be_bytes());
+    oversized.stream.write_all(&frame).unwrap();
+    match oversized.receive::<ProduceResponse>(5) {
+        Err(ResponseError::Rejected(rejection)) => {
+            assert_eq!(rejection.error_code, ErrorCode::MessageTooLarge)
+        }
+        other => panic!("expected a rejection, got {other:?}"),
+    }
+    assert!(oversized.closed_by_broker());
+
+    // Garbage shorter than a header: closed.
+    let mut garbage = broker.connect();
+    garbage.stream.write_all(&[0, 0, 0, 3, 1, 2, 3]).unwrap();
+    assert!(garbage.closed_by_broker());
+
+    // A corrupt batch: a per-partition error, nothing appended.
+    let mut corrupt = batch(&["x".to_string()]).to_vec();
+    let last = corrupt.len() - 1;
+    corrupt[last] ^= 0x55;
+    let rejected = produce(&mut healthy, vec![(topic_id, 0, Bytes::from(corrupt))]);
+    assert_eq!(rejected.entries[0].error_code, ErrorCode::InvalidBatch);
+    let unknown_topic = produce(
+        &mut healthy,
+        vec![(topic_id + 100, 0, batch(&["x".to_string()]))],
+    );
+    assert_eq!(unknown_topic.entries[0].error_code, ErrorCode::UnknownTopic);
+
+    // The healthy connection still works and nothing bad was stored.
+    let ok = produce(
+        &mut healthy,
+        vec![(topic_id, 0, batch(&["good".to_string()]))],
+    );
+    assert_eq!(ok.entries[0].base_offset, 0);
+    let metrics = broker.scrape();
+    assert!(
+        metric(&metrics, "weir_protocol_errors_total{shard=\"0\"}").unwrap() >= 2.0,
+        "{metrics}"
+    );
+    drop(healthy);
+    assert!(broker.stop().success());
+}
+
+#[test]
+fn acknowledged_produce_survives_sigkill() {
+    let dir = tempfile::tempdir().unwrap();
+    let data_dir = dir.path().join("data");
+    let broker = start(&data_dir, 2);
+    let mut client = broker.connect();
+    let topic_id = create_topic(&mut client, "durable", 2);
+    let mut acknowledged = 0;
+    for round in 0..20 {
+        let produced = produce(
+            &mut client,
+            (0..2)
+                .map(|partition| {
+                    (
+                        topic_id,
+                        partition,
+                        batch(&[format!("{partition}-{round}")]),
+                    )
+                })
+                .collect(),
+        );
+        assert!(produced
+            .entries
+            .iter()
+            .all(|e| e.error_code == ErrorCode::None));
+        acknowledged += 1;
+    }
+    broker.kill();
+    let broker = start(&data_dir, 2);
+    let mut client = broker.connect();
+    for partition in 0..2 {
+        let mut offset = 0;
+        let mut seen = Vec::new();
+        while seen.len() < acknowledged {
+            let fetched = fetch(&mut client, &[(topic_id, partition, offset)], 0);
+            let got = values(fetched.entries[0].records.to_contiguous());
+            assert!(
+                !got.is_empty(),
+                "partition {partition}: only {} of {acknowledged} records after SIGKILL",
+                seen.len()
+            );
+            offset = got.last().unwrap().0 + 1;
+            seen.extend(got.into_iter().map(|(_, v)| v));
+        }
+        let expected: Vec<String> = (0..acknowledged)
+            .map(|round| format!("{partition}-{round}"))
+            .collect();
+        assert_eq!(seen, expected);
+    }
+    let _ = std::fs::remove_file(&broker.ready_file);
+    assert!(broker.data_dir.exists());
+    assert!(broker.stop().success());
+}
