@@ -379,6 +379,49 @@ pub fn fetch_request(
     }
 }
 
+/// A request frame from raw parts: length prefix, the 10-byte header, `body` as given.
+pub fn raw_request_frame(
+    api_key: u16,
+    api_version: u16,
+    correlation_id: u32,
+    flags: u16,
+    body: &[u8],
+) -> Vec<u8> {
+    let length = u32::try_from(10 + body.len()).expect("a test frame fits a u32 length");
+    let mut frame = Vec::with_capacity(14 + body.len());
+    frame.extend_from_slice(&length.to_be_bytes());
+    frame.extend_from_slice(&api_key.to_be_bytes());
+    frame.extend_from_slice(&api_version.to_be_bytes());
+    frame.extend_from_slice(&correlation_id.to_be_bytes());
+    frame.extend_from_slice(&flags.to_be_bytes());
+    frame.extend_from_slice(body);
+    frame
+}
+
+/// The direct address of the shard that owns `partition` of the topic described by `topic`, per
+/// `metadata`.
+pub fn owner_address(
+    metadata: &MetadataResponse,
+    topic: &TopicMetadata,
+    partition: u32,
+) -> SocketAddr {
+    let owner = topic
+        .partitions
+        .iter()
+        .find(|entry| entry.partition == partition)
+        .unwrap_or_else(|| panic!("metadata of {:?} has no partition {partition}", topic.name))
+        .owner_shard;
+    let shard = metadata
+        .shards
+        .iter()
+        .find(|shard| shard.shard == owner)
+        .unwrap_or_else(|| panic!("metadata lists no address for shard {owner}"));
+    shard
+        .address
+        .parse()
+        .unwrap_or_else(|_| panic!("shard {owner}'s address {:?} is not ip:port", shard.address))
+}
+
 /// Milliseconds since the Unix epoch.
 pub fn now_ms() -> i64 {
     SystemTime::now()
