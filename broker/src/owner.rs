@@ -258,7 +258,7 @@ async fn fetch_entry(
 }
 
 /// Waits until any of `watched` partitions' stable end offset passes the given offset, the
-/// deadline passes, or `cancelled` is set.
+/// deadline passes, `cancelled` is set, or the shard starts draining.
 pub async fn watch(
     shard: &Rc<Shard>,
     watched: &[(PartitionKey, i64)],
@@ -279,14 +279,15 @@ pub async fn watch(
                 any = true;
             }
         }
-        if any || shard.draining.is_set() {
+        if any {
             std::task::Poll::Ready(())
         } else {
             std::task::Poll::Pending
         }
     });
     let timeout = glommio::timer::sleep(deadline.saturating_duration_since(Instant::now()));
-    futures_lite::future::or(futures_lite::future::or(changed, timeout), cancelled.wait()).await;
+    let stop = futures_lite::future::or(cancelled.wait(), shard.draining.wait());
+    futures_lite::future::or(futures_lite::future::or(changed, timeout), stop).await;
 }
 
 /// Answers offset queries for owned partitions.

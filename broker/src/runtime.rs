@@ -151,6 +151,37 @@ fn lock_data_dir(config: &Config) -> Result<std::fs::File, RunError> {
     Ok(lock)
 }
 
+/// Removes topic directories whose topic is not in the catalog: left by a crash between a
+/// DeleteTopic's catalog write and its partition deletions, or by a deletion that was deferred
+/// while a request still held the partition. Runs before the shards start.
+fn sweep_deleted_topics(config: &Config, catalog: &Catalog) -> Result<(), RunError> {
+    let topics_dir = config.data_dir.join(crate::partition::TOPICS_DIR);
+    std::fs::create_dir_all(&topics_dir).map_err(|error| RunError::DataDir {
+        path: topics_dir.clone(),
+        reason: error.to_string(),
+    })?;
+    let entries = std::fs::read_dir(&topics_dir).map_err(|error| RunError::DataDir {
+        path: topics_dir.clone(),
+        reason: error.to_string(),
+    })?;
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(topic_id) = name.to_str().and_then(crate::partition::topic_id_of_dir) else {
+            continue;
+        };
+        let current = catalog.topic_by_id(topic_id).is_some_and(|topic| {
+            crate::partition::topic_dir(&config.data_dir, topic) == entry.path()
+        });
+        if !current {
+            info!(dir = %entry.path().display(), "removing the data of a deleted topic");
+            if let Err(error) = std::fs::remove_dir_all(entry.path()) {
+                warn!(dir = %entry.path().display(), %error, "cannot remove a deleted topic's data");
+            }
+        }
+    }
+    Ok(())
+}
+
 fn load_catalog(config: &Config) -> Result<Catalog, RunError> {
     let loaded =
         catalog::load(&config.data_dir).map_err(|error| RunError::Catalog(error.to_string()))?;
@@ -179,6 +210,7 @@ pub fn run(config: Config) -> Result<(), RunError> {
         let _ = std::fs::remove_file(path);
     }
     let catalog = Arc::new(load_catalog(&config)?);
+    sweep_deleted_topics(&config, &catalog)?;
     let shard_count = config.cores;
     let bound = net::bind_listeners(config.listen, config.metrics_listen, shard_count)?;
     let addresses = Arc::new(bound.addresses.clone());

@@ -358,15 +358,46 @@ impl Shard {
         snapshot
     }
 
-    /// Runs periodic storage work on owned partitions: interval flushes, age rolls, retention.
+    /// The shortest flush interval among owned `flush = interval` partitions, if any.
+    pub fn flush_interval_min_ms(&self) -> Option<u64> {
+        self.partitions
+            .borrow()
+            .values()
+            .filter_map(|partition| match partition.topic.config.flush {
+                crate::config::FlushSetting::Interval { interval_ms } => Some(interval_ms),
+                _ => None,
+            })
+            .min()
+    }
+
+    /// Flushes owned `flush = interval` partitions whose interval has passed.
+    pub async fn flush_due(&self) {
+        let now_ms = weir_storage::wall_clock_ms();
+        let partitions: Vec<Rc<Partition>> = self
+            .partitions
+            .borrow()
+            .values()
+            .filter(|partition| {
+                matches!(
+                    partition.topic.config.flush,
+                    crate::config::FlushSetting::Interval { .. }
+                )
+            })
+            .cloned()
+            .collect();
+        for partition in partitions {
+            if let Err(error) = partition.log.flush_if_due(now_ms).await {
+                error!(topic = %partition.topic.name, partition = partition.index, %error, "interval flush failed");
+            }
+        }
+    }
+
+    /// Runs periodic storage work on owned partitions: age rolls and retention.
     pub async fn maintain(&self) {
         let now_ms = weir_storage::wall_clock_ms();
         let partitions: Vec<Rc<Partition>> = self.partitions.borrow().values().cloned().collect();
         for partition in partitions {
             let (name, index) = (&partition.topic.name, partition.index);
-            if let Err(error) = partition.log.flush_if_due(now_ms).await {
-                error!(topic = %name, partition = index, %error, "interval flush failed");
-            }
             if let Err(error) = partition.log.roll_if_due(now_ms).await {
                 error!(topic = %name, partition = index, %error, "segment roll failed");
             }
@@ -519,6 +550,7 @@ pub async fn run(setup: ShardSetup) -> Result<(), ShardError> {
         glommio::spawn_local(crate::conn::accept_loop(Rc::clone(&shard), listener))
     });
     let maintenance_task = glommio::spawn_local(maintenance_loop(Rc::clone(&shard)));
+    let flush_task = glommio::spawn_local(flush_loop(Rc::clone(&shard)));
     let _ = events.send(Event::Ready(id));
     debug!(shard = id, "shard ready");
 
@@ -531,6 +563,7 @@ pub async fn run(setup: ShardSetup) -> Result<(), ShardError> {
     let _ = events.send(Event::Drained(id));
     wait_for(&mut control, Command::Close).await?;
     drop(maintenance_task);
+    drop(flush_task);
     shard.close_partitions().await;
     shard.peers.close();
     for task in inbox_tasks {
@@ -578,6 +611,19 @@ async fn maintenance_loop(shard: Rc<Shard>) {
     loop {
         glommio::timer::sleep(interval).await;
         shard.maintain().await;
+    }
+}
+
+/// Ticks at the shortest flush interval of the shard's `flush = interval` partitions (or the
+/// maintenance interval when there are none) and flushes those that are due.
+async fn flush_loop(shard: Rc<Shard>) {
+    loop {
+        let tick_ms = shard
+            .flush_interval_min_ms()
+            .unwrap_or(shard.config.maintenance_interval_ms)
+            .max(1);
+        glommio::timer::sleep(Duration::from_millis(tick_ms)).await;
+        shard.flush_due().await;
     }
 }
 

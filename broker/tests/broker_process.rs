@@ -35,6 +35,10 @@ struct Broker {
 }
 
 fn start(data_dir: &Path, cores: usize) -> Broker {
+    start_with(data_dir, cores, &[])
+}
+
+fn start_with(data_dir: &Path, cores: usize, extra: &[&str]) -> Broker {
     let ready_file = data_dir.with_extension("ready.toml");
     // A ready file from an earlier run must not be mistaken for this one's.
     let _ = std::fs::remove_file(&ready_file);
@@ -55,6 +59,7 @@ fn start(data_dir: &Path, cores: usize) -> Broker {
             "--shutdown-timeout-ms",
             "5000",
         ])
+        .args(extra)
         .arg("--ready-file")
         .arg(&ready_file)
         .env("RUST_LOG", "info")
@@ -720,5 +725,69 @@ fn acknowledged_produce_survives_sigkill() {
     }
     let _ = std::fs::remove_file(&broker.ready_file);
     assert!(broker.data_dir.exists());
+    assert!(broker.stop().success());
+}
+
+#[test]
+fn memory_budget_throttles_without_losing_requests_and_connections_are_capped() {
+    let dir = tempfile::tempdir().unwrap();
+    // The request-memory budget holds one frame at a time: pipelined large produces must queue
+    // behind it (the broker stops reading) and all still succeed.
+    let broker = start_with(
+        &dir.path().join("data"),
+        1,
+        &[
+            "--produce-memory-bytes-max",
+            "1048576",
+            "--connections-max",
+            "3",
+        ],
+    );
+    let mut client = broker.connect();
+    let topic_id = create_topic(&mut client, "big", 1);
+    let value = "v".repeat(200_000);
+    let request = ProduceRequest {
+        acks: Acks::Leader,
+        timeout_ms: 10_000,
+        entries: vec![ProducePartition {
+            topic_id,
+            partition: 0,
+            records: batch(&[value.clone(), value.clone(), value.clone(), value]),
+        }],
+    };
+    let ids: Vec<u32> = (0..6).map(|_| client.send(&request)).collect();
+    for (round, id) in ids.into_iter().enumerate() {
+        let response: ProduceResponse = client.receive(id).unwrap();
+        assert_eq!(response.entries[0].error_code, ErrorCode::None);
+        assert_eq!(
+            response.entries[0].base_offset,
+            round as i64 * 4,
+            "appended in request order"
+        );
+    }
+    let metrics = broker.scrape();
+    assert!(
+        metric(&metrics, "weir_produce_throttled_total{shard=\"0\"}").unwrap() >= 1.0,
+        "reading paused for memory:\n{metrics}"
+    );
+    assert_eq!(
+        metric(&metrics, "weir_produce_memory_bytes{shard=\"0\"}"),
+        Some(0.0)
+    );
+
+    // Three connections are open (client, and the two below); the fourth is closed at accept.
+    let mut second = broker.connect();
+    let _: ListTopicsResponse = second.call(&ListTopicsRequest);
+    let mut third = broker.connect();
+    let _: ListTopicsResponse = third.call(&ListTopicsRequest);
+    let mut fourth = broker.connect();
+    assert!(fourth.closed_by_broker(), "over connections-max");
+    let _: ListTopicsResponse = client.call(&ListTopicsRequest);
+    let metrics = broker.scrape();
+    assert_eq!(
+        metric(&metrics, "weir_connections_rejected_total{shard=\"0\"}"),
+        Some(1.0)
+    );
+    drop((client, second, third, fourth));
     assert!(broker.stop().success());
 }
