@@ -250,7 +250,9 @@ async fn read_frame(
     if !fill(shard, reader, buffer, total_bytes).await? {
         return Ok(Next::Stop);
     }
-    let frame = match decoder.decode(buffer) {
+    let decoded = decoder.decode(buffer);
+    release_large_buffer(buffer);
+    let frame = match decoded {
         Ok(Some(frame)) => frame,
         Ok(None) => {
             return Err(io::Error::other(
@@ -277,6 +279,16 @@ async fn read_frame(
         return Ok(Next::Stop);
     }
     Ok(Next::Frame)
+}
+
+/// After a large frame was split off, the read buffer would keep the frame's whole allocation
+/// alive for as long as the connection lives; move the few leftover bytes to a small buffer.
+fn release_large_buffer(buffer: &mut BytesMut) {
+    if buffer.capacity() > 4 * READ_CHUNK_BYTES {
+        let mut small = BytesMut::with_capacity(READ_CHUNK_BYTES.max(buffer.len()));
+        small.extend_from_slice(buffer);
+        *buffer = small;
+    }
 }
 
 /// Sends an error response for a frame that cannot be read, when its header is available.
