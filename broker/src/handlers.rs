@@ -45,6 +45,7 @@ pub const BROKER_NAME: &str = "weir-broker";
 /// Handles one request frame; `None` means no response is sent (produce with `acks = none`).
 pub async fn handle(shard: &Rc<Shard>, header: RequestHeader, body: Bytes) -> Option<Vec<Bytes>> {
     let started = Instant::now();
+    let _inflight = InFlightGauge::new(&shard.metrics.requests_inflight);
     let correlation_id = header.correlation_id();
     let request = match Request::decode(&header, &body) {
         Ok(request) => request,
@@ -63,6 +64,24 @@ pub async fn handle(shard: &Rc<Shard>, header: RequestHeader, body: Bytes) -> Op
         .metrics
         .observe_request(api, elapsed_us(started), failed);
     response
+}
+
+/// Counts a request in the in-flight gauge for as long as it lives.
+struct InFlightGauge<'a> {
+    gauge: &'a std::cell::Cell<u64>,
+}
+
+impl<'a> InFlightGauge<'a> {
+    fn new(gauge: &'a std::cell::Cell<u64>) -> Self {
+        gauge.set(gauge.get() + 1);
+        InFlightGauge { gauge }
+    }
+}
+
+impl Drop for InFlightGauge<'_> {
+    fn drop(&mut self) {
+        self.gauge.set(self.gauge.get().saturating_sub(1));
+    }
 }
 
 fn elapsed_us(started: Instant) -> u64 {

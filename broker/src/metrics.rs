@@ -108,6 +108,8 @@ pub struct MetricsSnapshot {
     pub forwarded_served: u64,
     /// Connections open now.
     pub connections_open: u64,
+    /// Requests being handled now (decoded, response not yet produced).
+    pub requests_inflight: u64,
     /// Connections accepted since start.
     pub connections_accepted: u64,
     /// Connections closed at accept because the shard was at its connection limit.
@@ -136,6 +138,8 @@ pub struct ShardMetrics {
     pub forwarded_served: Cell<u64>,
     /// Connections open now.
     pub connections_open: Cell<u64>,
+    /// Requests being handled now.
+    pub requests_inflight: Cell<u64>,
     /// Connections accepted since start.
     pub connections_accepted: Cell<u64>,
     /// Connections refused at the limit.
@@ -206,6 +210,7 @@ impl ShardMetrics {
             forwarded_requests: self.forwarded_requests.get(),
             forwarded_served: self.forwarded_served.get(),
             connections_open: self.connections_open.get(),
+            requests_inflight: self.requests_inflight.get(),
             connections_accepted: self.connections_accepted.get(),
             connections_rejected: self.connections_rejected.get(),
             protocol_errors: self.protocol_errors.get(),
@@ -299,7 +304,7 @@ pub fn render(snapshots: &[MetricsSnapshot]) -> String {
         let _ = writeln!(out, "weir_request_errors_total{{api=\"{api}\"}} {count}");
     }
 
-    let shard_series: [ShardSeries; 14] = [
+    let shard_series: [ShardSeries; 15] = [
         (
             "weir_forwarded_requests_total",
             "counter",
@@ -317,6 +322,12 @@ pub fn render(snapshots: &[MetricsSnapshot]) -> String {
             "gauge",
             "Client connections open.",
             |s| s.connections_open.to_string(),
+        ),
+        (
+            "weir_requests_inflight",
+            "gauge",
+            "Requests being handled (decoded, response not yet produced).",
+            |s| s.requests_inflight.to_string(),
         ),
         (
             "weir_connections_accepted_total",

@@ -596,8 +596,38 @@ fn long_poll_fetch_wakes_on_append_from_another_connection_and_shard() {
     let empty = fetch(&mut consumer, &[(topic_id, 3, 0)], 300);
     assert!(started.elapsed() >= Duration::from_millis(250));
     assert!(empty.entries[0].records.is_empty());
+
+    // A fetch still waiting at SIGTERM is answered (empty) and the broker exits 0 long before
+    // the fetch's own deadline.
+    let waiting = consumer.send(&FetchRequest {
+        max_wait_ms: 5_000,
+        min_bytes: 1,
+        max_bytes: 1 << 20,
+        entries: vec![FetchPartition {
+            topic_id,
+            partition: 3,
+            fetch_offset: 0,
+            partition_max_bytes: 1 << 20,
+        }],
+    });
+    let deadline = Instant::now() + STARTUP_DEADLINE;
+    while metric(&broker.scrape(), "weir_requests_inflight{shard=\"0\"}") != Some(1.0) {
+        assert!(
+            Instant::now() < deadline,
+            "the fetch never became in flight"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let started = Instant::now();
+    let status = broker.stop();
+    assert!(status.success(), "{status:?}");
+    let answered: FetchResponse = consumer.receive(waiting).unwrap();
+    assert!(answered.entries[0].records.is_empty());
+    assert!(
+        started.elapsed() < Duration::from_millis(4_000),
+        "shutdown did not wait for the fetch deadline"
+    );
     drop((admin, consumer, producer));
-    assert!(broker.stop().success());
 }
 
 #[test]
@@ -665,6 +695,28 @@ fn bad_input_gets_an_error_or_a_close_and_others_keep_working() {
         vec![(topic_id, 0, batch(&["good".to_string()]))],
     );
     assert_eq!(ok.entries[0].base_offset, 0);
+
+    // acks = none: no response; the next response on the connection answers the next request.
+    healthy.send(&ProduceRequest {
+        acks: Acks::None,
+        timeout_ms: 1_000,
+        entries: vec![ProducePartition {
+            topic_id,
+            partition: 0,
+            records: batch(&["quiet".to_string()]),
+        }],
+    });
+    let listed: ListOffsetsResponse = healthy.call(&ListOffsetsRequest {
+        entries: vec![ListOffsetsPartition {
+            topic_id,
+            partition: 0,
+            query: OffsetQuery::Latest,
+        }],
+    });
+    assert_eq!(
+        listed.entries[0].offset, 2,
+        "the unacknowledged produce was appended before it"
+    );
     let metrics = broker.scrape();
     assert!(
         metric(&metrics, "weir_protocol_errors_total{shard=\"0\"}").unwrap() >= 2.0,
