@@ -4,8 +4,8 @@
 //! Owns one partition directory. A [`PartitionLog`] lives on one glommio executor (it is
 //! `!Send`); every method takes `&self` and the state sits in a `RefCell` that is never borrowed
 //! across an `.await`, so several tasks may append, read and flush concurrently. Writers (write
-//! cycles, rolls, segment creation) are serialized by a writer flag; admissions (offset
-//! assignment) are synchronous and therefore atomic.
+//! cycles, rolls, segment creation) are serialized by a first-come-first-served writer role;
+//! admissions (offset assignment) are synchronous and therefore atomic.
 //!
 //! Offsets, from low to high, always satisfy
 //! `log_start_offset <= durable_end_offset <= written_end_offset <= log_end_offset`:
@@ -210,7 +210,10 @@ pub(crate) struct State {
     pub(crate) unwritten: VecDeque<PendingBatch>,
     pub(crate) unwritten_bytes: usize,
     pub(crate) tail_cache: TailCache,
-    pub(crate) writer_busy: bool,
+    /// Tickets of the tasks holding (front) or waiting for the writer role, in arrival order:
+    /// the role is handed over first come, first served, so no waiter starves.
+    pub(crate) writer_queue: VecDeque<u64>,
+    pub(crate) writer_ticket_next: u64,
     pub(crate) rolling: bool,
     pub(crate) last_interval_flush_ms: Option<i64>,
 }

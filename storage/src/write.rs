@@ -53,14 +53,25 @@ pub fn wall_clock_ms() -> i64 {
         })
 }
 
-/// Exclusive right to run write cycles, rolls and segment creation; released on drop.
+/// A place in the writer queue, and once at its front the exclusive right to run write
+/// cycles, rolls and segment creation. Dropping it (also while still waiting, if the waiting
+/// future is cancelled) leaves the queue.
 pub(crate) struct WriterGuard<'a> {
     log: &'a PartitionLog,
+    ticket: u64,
 }
 
 impl Drop for WriterGuard<'_> {
     fn drop(&mut self) {
-        self.log.state.borrow_mut().writer_busy = false;
+        let mut state = self.log.state.borrow_mut();
+        if let Some(at) = state
+            .writer_queue
+            .iter()
+            .position(|ticket| *ticket == self.ticket)
+        {
+            state.writer_queue.remove(at);
+        }
+        drop(state);
         self.log.changed.notify_all();
     }
 }
@@ -342,42 +353,49 @@ impl PartitionLog {
             && state.unwritten_bytes + size_bytes > self.config.write_buffer_bytes_max
     }
 
-    /// Waits until a write cycle has made the batch durable or failed it, running the cycle
-    /// itself when no other task is.
+    /// Waits until a write cycle has made the batch durable or failed it, leading the next
+    /// cycle itself when no task holds or waits for the writer role.
     async fn wait_durable(&self, completion: &Completion) -> Result<(), AppendError> {
         loop {
             if let Some(result) = completion.take() {
                 return result.map_err(AppendError::from);
             }
             let generation = {
-                let mut state = self.state.borrow_mut();
-                if state.writer_busy {
-                    Some(self.changed.generation())
-                } else {
-                    state.writer_busy = true;
-                    None
-                }
+                let state = self.state.borrow();
+                (!state.writer_queue.is_empty()).then(|| self.changed.generation())
             };
-            match generation {
-                Some(generation) => self.changed.wait(generation).await,
-                None => {
-                    let writer = WriterGuard { log: self };
-                    // The outcome reaches every covered appender, this one included, through
-                    // its completion.
-                    let _ = self.write_cycle(&writer, true).await;
-                }
+            if let Some(generation) = generation {
+                self.changed.wait(generation).await;
+                continue;
             }
+            let writer = self.acquire_writer().await;
+            // Let the tasks that are already runnable (typically appenders just acknowledged
+            // by the previous cycle) admit their next batches, so this cycle covers them too.
+            futures_lite::future::yield_now().await;
+            if let Some(result) = completion.take() {
+                return result.map_err(AppendError::from);
+            }
+            // The outcome reaches every covered appender, this one included, through its
+            // completion.
+            let _ = self.write_cycle(&writer, true).await;
         }
     }
 
-    /// Waits for the writer role.
+    /// Joins the writer queue and waits until the role is this task's.
     pub(crate) async fn acquire_writer(&self) -> WriterGuard<'_> {
+        let ticket = {
+            let mut state = self.state.borrow_mut();
+            let ticket = state.writer_ticket_next;
+            state.writer_ticket_next += 1;
+            state.writer_queue.push_back(ticket);
+            ticket
+        };
+        let guard = WriterGuard { log: self, ticket };
         loop {
             let generation = {
-                let mut state = self.state.borrow_mut();
-                if !state.writer_busy {
-                    state.writer_busy = true;
-                    return WriterGuard { log: self };
+                let state = self.state.borrow();
+                if state.writer_queue.front() == Some(&ticket) {
+                    return guard;
                 }
                 self.changed.generation()
             };

@@ -55,6 +55,51 @@ fn concurrent_appends_share_fdatasyncs() {
 }
 
 #[test]
+fn sustained_concurrent_appends_through_rolls_share_fdatasyncs_fairly() {
+    const TASKS: usize = 16;
+    const APPENDS_PER_TASK: usize = 30;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().to_path_buf();
+    run(move || async move {
+        let config = LogConfig {
+            // Small segments: rolls (and the writer queue they wait in) are part of the load.
+            segment_bytes_max: 64 << 10,
+            ..small_config(FlushPolicy::Always)
+        };
+        let log = Rc::new(PartitionLog::open(&path, config).await.expect("open"));
+        let fsyncs_before = log.stats().fsync_count;
+        let tasks: Vec<_> = (0..TASKS)
+            .map(|task| {
+                let log = log.clone();
+                glommio::spawn_local(async move {
+                    let mut offsets = Vec::new();
+                    for sequence in 0..APPENDS_PER_TASK {
+                        let appended = batch(task as u8, sequence % 7 + 1, 300, 1);
+                        offsets.push(log.append(appended).await.expect("append").base_offset);
+                    }
+                    offsets
+                })
+            })
+            .collect();
+        let mut offsets = Vec::new();
+        for task in tasks {
+            offsets.extend(task.await);
+        }
+        let stats = log.stats();
+        let fsyncs = stats.fsync_count - fsyncs_before;
+        let appends = (TASKS * APPENDS_PER_TASK) as u64;
+        assert!(stats.segment_count > 3, "the load rolled segments");
+        assert!(
+            fsyncs * 4 <= appends,
+            "{appends} appends from {TASKS} looping tasks took {fsyncs} fdatasyncs"
+        );
+        offsets.sort();
+        offsets.dedup();
+        assert_eq!(offsets.len() as u64, appends, "distinct offsets");
+    });
+}
+
+#[test]
 fn tail_reads_are_served_without_disk_io() {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().to_path_buf();
