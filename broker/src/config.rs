@@ -245,7 +245,8 @@ pub struct Flags {
     /// Partitions of a topic created without a count [default: 1].
     #[arg(long, value_name = "COUNT")]
     pub default_partitions: Option<u32>,
-    /// Default durability: always | never | interval:<ms> [default: always].
+    /// Default durability: always, never, or interval:MS with MS in milliseconds
+    /// [default: always].
     #[arg(long, value_name = "POLICY")]
     pub default_flush: Option<FlushSetting>,
     /// Default retention by size per partition, in bytes; 0 = unlimited [default: 0].

@@ -20,6 +20,8 @@
 //! writer (shard 0) and every shard reads an immutable snapshot of it; every queue, buffer and
 //! count that grows with input has a named, configurable bound.
 
+#![warn(missing_docs)]
+
 pub mod catalog;
 pub mod config;
 pub mod conn;
