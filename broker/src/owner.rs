@@ -78,13 +78,15 @@ fn read_error_code(error: &ReadError) -> ErrorCode {
     }
 }
 
-/// Splits `records` into whole, valid batches (zero-copy slices), or says why it cannot.
+/// Splits `records` into whole batches with valid headers and CRCs (zero-copy slices), or says
+/// why it cannot.
 pub fn split_batches(records: &Bytes, limits: &BatchLimits) -> Result<Vec<Bytes>, String> {
     if records.is_empty() {
         return Err("no record batch in the produce entry".to_string());
     }
     let mut batches = Vec::new();
-    let mut iter = BatchIter::new_with_record_walk(records, limits);
+    // Header and CRC only: the broker stores the producer's bytes without decoding records.
+    let mut iter = BatchIter::new(records, limits);
     let mut start = 0usize;
     for item in iter.by_ref() {
         let (_, batch) = item.map_err(|error| error.to_string())?;
