@@ -2,7 +2,8 @@
 //! duplicate create (`topic_already_exists`), describe (settings and partition bounds as
 //! created), list, delete, and what a deleted topic answers afterwards (`unknown_topic` for
 //! produce, fetch, metadata and describe; a re-created topic of the same name starts empty).
-//! Also the names and partition counts CreateTopic must refuse.
+//! Also the names and partition counts CreateTopic must refuse, and the default a count of 0
+//! asks for.
 
 use std::time::Duration;
 
@@ -23,7 +24,7 @@ fn create_duplicate_describe_list_delete() {
             flush: Some(FlushPolicy::Never),
             retention_bytes: Some(64 * 1024 * 1024),
             retention_ms: Some(3_600_000),
-            segment_bytes: Some(1024 * 1024),
+            segment_bytes: Some(16 * 1024 * 1024),
         };
         let topic_id = admin
             .create_topic("lifecycle", 3, &settings)
@@ -56,7 +57,7 @@ fn create_duplicate_describe_list_delete() {
         assert_eq!(config.flush, FlushPolicy::Never);
         assert_eq!(config.retention_bytes, Some(64 * 1024 * 1024));
         assert_eq!(config.retention_ms, Some(3_600_000));
-        assert_eq!(config.segment_bytes, 1024 * 1024);
+        assert_eq!(config.segment_bytes, 16 * 1024 * 1024);
         let partitions: Vec<u32> = description.partitions.iter().map(|p| p.partition).collect();
         assert_eq!(
             partitions,
@@ -179,14 +180,13 @@ fn create_topic_refuses_bad_names_and_partition_counts() {
     let broker = BrokerProcess::start_with_cores(1);
     let mut client = WireClient::connect_and_handshake(broker.addresses().listen);
     let too_long = "x".repeat(250);
-    let cases: [(&str, u32, ErrorCode); 8] = [
+    let cases: [(&str, u32, ErrorCode); 7] = [
         ("", 1, ErrorCode::InvalidTopicName),
         ("has space", 1, ErrorCode::InvalidTopicName),
         ("slash/name", 1, ErrorCode::InvalidTopicName),
         (".", 1, ErrorCode::InvalidTopicName),
         ("..", 1, ErrorCode::InvalidTopicName),
         (&too_long, 1, ErrorCode::InvalidTopicName),
-        ("zero-partitions", 0, ErrorCode::InvalidConfig),
         ("too-many-partitions", 1_000_000, ErrorCode::InvalidConfig),
     ];
     for (name, partitions, expected) in cases {
@@ -212,6 +212,20 @@ fn create_topic_refuses_bad_names_and_partition_counts() {
         "no refused topic was created: {:?}",
         listed.topics
     );
+    // A partition count of 0 asks for the broker's default (`--default-partitions`, 1).
+    let response = client.call_ok(&CreateTopicRequest {
+        name: "default-partitions".to_string(),
+        partition_count: 0,
+        config: topic_config(FlushPolicy::Always),
+    });
+    assert_eq!(
+        response.error_code,
+        ErrorCode::None,
+        "{}",
+        response.error_message
+    );
+    let (_, topic) = client.topic_metadata("default-partitions");
+    assert_eq!(topic.partitions.len(), 1, "the default partition count");
     // The longest valid name is accepted.
     let longest = "y".repeat(249);
     let topic_id = client.create_topic(&longest, 1, FlushPolicy::Always);
