@@ -1,0 +1,266 @@
+//! `storage-append`: durable append throughput of one partition log against the disk's
+//! fdatasync'd sequential write bandwidth measured by fio in the same run.
+//!
+//! Runs fio, then the log, then fio again (so drift between the two fio runs shows), and prints
+//! `ratio weir/fio` against the mean of the two fio figures. The log workload: one batch of
+//! `--records-per-batch` records of `--record-bytes` bytes is built once and appended
+//! `--total-gib` worth of times to one partition by `--inflight` concurrent tasks on one glommio
+//! executor, under `--flush` (default `always`: every append waits for an fdatasync that covers
+//! it, shared by concurrent appends). The measured time ends after a final flush, so every
+//! policy is timed to the same durable end. All data lives in a scratch directory that is
+//! removed at the end; a crash can leave it behind.
+
+use std::{
+    cell::{Cell, RefCell},
+    path::PathBuf,
+    rc::Rc,
+    time::{Duration, Instant},
+};
+
+use anyhow::Context;
+use bytes::Bytes;
+use clap::Parser;
+use glommio::LocalExecutorBuilder;
+use hdrhistogram::Histogram;
+use weir_benches::{fio, make_batch, megabytes_per_second, parse_gib, scratch_dir, GIB, MIB};
+use weir_storage::{FlushPolicy, LogConfig, LogStats, PartitionLog};
+
+/// Append throughput of one partition under a durability policy, compared with fio.
+#[derive(Debug, Parser)]
+#[command(name = "storage-append")]
+struct Args {
+    /// Bytes of batches to append, in GiB (fractions allowed).
+    #[arg(long, default_value = "4", value_parser = parse_gib)]
+    total_gib: u64,
+    /// Appends in flight at once (tasks on one executor).
+    #[arg(long, default_value_t = 8)]
+    inflight: usize,
+    /// Value bytes per record.
+    #[arg(long, default_value_t = 1024)]
+    record_bytes: usize,
+    /// Records per batch.
+    #[arg(long, default_value_t = 1000)]
+    records_per_batch: usize,
+    /// Durability policy: always, never or interval:<ms>.
+    #[arg(long, default_value = "always")]
+    flush: FlushPolicy,
+    /// Segment size in MiB (default: the log's default).
+    #[arg(long)]
+    segment_mib: Option<u64>,
+    /// Largest file fio writes, in GiB.
+    #[arg(long, default_value = "4", value_parser = parse_gib)]
+    fio_gib_max: u64,
+    /// Skip fio (no ratio is printed).
+    #[arg(long)]
+    no_fio: bool,
+    /// Parent of the scratch directory (default: the system temporary directory). Use a
+    /// directory on the disk you mean to measure.
+    #[arg(long)]
+    dir: Option<PathBuf>,
+}
+
+/// What the log part of the run measured.
+struct AppendRun {
+    elapsed: Duration,
+    appends: u64,
+    bytes: u64,
+    latency_us: Histogram<u64>,
+    stats: LogStats,
+}
+
+fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    anyhow::ensure!(args.inflight > 0, "--inflight must be at least 1");
+    anyhow::ensure!(
+        args.records_per_batch > 0,
+        "--records-per-batch must be at least 1"
+    );
+    let scratch = scratch_dir(args.dir.as_deref(), "weir-storage-append-")?;
+    let batch = make_batch(args.records_per_batch, args.record_bytes);
+    let mut config = LogConfig {
+        flush: args.flush,
+        ..LogConfig::default()
+    };
+    if let Some(segment_mib) = args.segment_mib {
+        config.segment_bytes_max = segment_mib * MIB;
+    }
+    config.validate().context("log configuration")?;
+    anyhow::ensure!(
+        batch.len() <= config.batch_limits.batch_bytes_max as usize,
+        "a batch of {} bytes exceeds the log's batch limit of {} bytes",
+        batch.len(),
+        config.batch_limits.batch_bytes_max
+    );
+    let fio_bytes = args.total_gib.min(args.fio_gib_max);
+    println!(
+        "workload: 1 partition, {} records x {} B per batch ({} B batches, built once), \
+         {} appends in flight, flush={}, segment {} MiB, {:.2} GiB; fio: {:.2} GiB, bs=1M, \
+         iodepth=4, fdatasync every 16 MiB, O_DIRECT, io_uring; scratch {}",
+        args.records_per_batch,
+        args.record_bytes,
+        batch.len(),
+        args.inflight,
+        args.flush,
+        config.segment_bytes_max / MIB,
+        args.total_gib as f64 / GIB as f64,
+        fio_bytes as f64 / GIB as f64,
+        scratch.path().display()
+    );
+
+    let fio_before = run_fio(&args, scratch.path(), fio_bytes, "fio (before)")?;
+    let log_dir = scratch.path().join("partition-0");
+    let run = append_run(log_dir, config, batch, args.total_gib, args.inflight)?;
+    print_run(&run);
+    let fio_after = run_fio(&args, scratch.path(), fio_bytes, "fio (after)")?;
+
+    if let (Some(before), Some(after)) = (fio_before, fio_after) {
+        let fio_mean = (before + after) / 2.0;
+        let weir = run.bytes as f64 / run.elapsed.as_secs_f64();
+        println!(
+            "fio mean: {:.0} MB/s (before {:.0}, after {:.0}; drift {:+.1}%)",
+            fio_mean / 1e6,
+            before / 1e6,
+            after / 1e6,
+            (after - before) / before * 100.0
+        );
+        println!("ratio weir/fio = {:.2} (target >= 0.80)", weir / fio_mean);
+    }
+    scratch.close().context("removing the scratch directory")?;
+    Ok(())
+}
+
+/// Runs fio unless disabled; returns its bandwidth in bytes per second.
+fn run_fio(
+    args: &Args,
+    dir: &std::path::Path,
+    size_bytes: u64,
+    label: &str,
+) -> anyhow::Result<Option<f64>> {
+    if args.no_fio {
+        return Ok(None);
+    }
+    let write = fio::run_seq_write(dir, size_bytes)?;
+    println!(
+        "{label}: {:.0} MB/s ({} MiB in {} ms)",
+        write.bytes_per_second / 1e6,
+        write.io_bytes / MIB,
+        write.runtime_ms
+    );
+    Ok(Some(write.bytes_per_second))
+}
+
+/// Appends `total_bytes` of `batch` with `inflight` tasks and times it up to a final flush.
+fn append_run(
+    dir: PathBuf,
+    config: LogConfig,
+    batch: Bytes,
+    total_bytes: u64,
+    inflight: usize,
+) -> anyhow::Result<AppendRun> {
+    let handle = LocalExecutorBuilder::default()
+        .name("storage-append")
+        .spawn(move || async move {
+            append_on_executor(dir, config, batch, total_bytes, inflight).await
+        })
+        .map_err(|error| anyhow::anyhow!("starting the glommio executor: {error}"))?;
+    handle
+        .join()
+        .map_err(|error| anyhow::anyhow!("executor thread: {error}"))?
+}
+
+async fn append_on_executor(
+    dir: PathBuf,
+    config: LogConfig,
+    batch: Bytes,
+    total_bytes: u64,
+    inflight: usize,
+) -> anyhow::Result<AppendRun> {
+    let log = Rc::new(
+        PartitionLog::open(&dir, config)
+            .await
+            .with_context(|| format!("opening {}", dir.display()))?,
+    );
+    let flusher = match log.config().flush {
+        FlushPolicy::Interval { .. } => Some(glommio::spawn_local(
+            weir_storage::run_interval_flusher(log.clone()),
+        )),
+        FlushPolicy::Always | FlushPolicy::Never => None,
+    };
+    let batch_count = total_bytes.div_ceil(batch.len() as u64);
+    let claimed = Rc::new(Cell::new(0u64));
+    let latency_us = Rc::new(RefCell::new(
+        Histogram::<u64>::new_with_bounds(1, 600_000_000, 3).context("histogram")?,
+    ));
+    let started = Instant::now();
+    let tasks: Vec<_> = (0..inflight)
+        .map(|_| {
+            let log = log.clone();
+            let batch = batch.clone();
+            let claimed = claimed.clone();
+            let latency_us = latency_us.clone();
+            glommio::spawn_local(async move {
+                while claimed.get() < batch_count {
+                    claimed.set(claimed.get() + 1);
+                    let append_started = Instant::now();
+                    log.append(batch.clone()).await?;
+                    let micros = append_started.elapsed().as_micros() as u64;
+                    latency_us.borrow_mut().saturating_record(micros.max(1));
+                }
+                Ok::<(), weir_storage::AppendError>(())
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await.context("append")?;
+    }
+    log.flush().await.context("final flush")?;
+    let elapsed = started.elapsed();
+    if let Some(flusher) = flusher {
+        flusher.cancel().await;
+    }
+    let stats = log.stats();
+    let log = Rc::into_inner(log).context("every task has ended")?;
+    log.delete().await.context("deleting the log")?;
+    let latency_us = Rc::into_inner(latency_us)
+        .context("every task has ended")?
+        .into_inner();
+    Ok(AppendRun {
+        elapsed,
+        appends: batch_count,
+        bytes: batch_count * batch.len() as u64,
+        latency_us,
+        stats,
+    })
+}
+
+fn print_run(run: &AppendRun) {
+    let seconds = run.elapsed.as_secs_f64();
+    let stats = &run.stats;
+    let latency = &run.latency_us;
+    println!(
+        "weir: {:.0} MB/s, {:.0} appends/s ({} appends, {} MiB in {:.2} s)",
+        megabytes_per_second(run.bytes, seconds),
+        run.appends as f64 / seconds,
+        run.appends,
+        run.bytes / MIB,
+        seconds
+    );
+    println!(
+        "append latency: p50 {:.2} ms, p99 {:.2} ms, p99.9 {:.2} ms, max {:.2} ms",
+        latency.value_at_quantile(0.50) as f64 / 1e3,
+        latency.value_at_quantile(0.99) as f64 / 1e3,
+        latency.value_at_quantile(0.999) as f64 / 1e3,
+        latency.max() as f64 / 1e3
+    );
+    let fsyncs = stats.fsync_count.max(1);
+    println!(
+        "storage: {} fdatasyncs ({:.1} appends each, {:.2} ms mean), {} log writes ({:.2} MiB \
+         each), {} segments",
+        stats.fsync_count,
+        stats.batches_appended as f64 / fsyncs as f64,
+        stats.fsync_time_total_us as f64 / fsyncs as f64 / 1e3,
+        stats.log_write_count,
+        stats.bytes_appended as f64 / stats.log_write_count.max(1) as f64 / MIB as f64,
+        stats.segment_count
+    );
+}
