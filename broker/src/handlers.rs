@@ -371,6 +371,9 @@ async fn describe_topic(shard: &Rc<Shard>, request: DescribeTopicRequest) -> Des
     }
 }
 
+/// Appends a produce's entries on their owners. With `timeout_ms > 0`, entries whose append has
+/// not returned by then are answered `request_timed_out`; their appends still complete (they run
+/// in their own tasks), so a timed-out entry may be in the log.
 async fn produce(shard: &Rc<Shard>, request: ProduceRequest) -> ProduceResponse {
     let keys: Vec<PartitionKey> = request
         .entries
@@ -380,13 +383,18 @@ async fn produce(shard: &Rc<Shard>, request: ProduceRequest) -> ProduceResponse 
     let parts = split_by_owner(request.entries, shard.shard_count(), |e| {
         (e.topic_id, e.partition)
     });
-    let answers = join_all(
+    let joined = join_all(
         parts
             .into_iter()
             .map(|part| async move {
                 let (to, indexes, entries) = unzip_part(part);
                 let results = if to == shard.id {
-                    owner::produce(shard, entries).await
+                    // Its own task: a timeout below must not cancel appends in progress.
+                    let owner_shard = Rc::clone(shard);
+                    glommio::spawn_local(async move { owner::produce(&owner_shard, entries).await })
+                        .detach()
+                        .await
+                        .unwrap_or_default()
                 } else {
                     match forward(shard, to, PeerRequest::Produce(entries)).await {
                         Ok(PeerReply::Produce(results)) => results,
@@ -396,18 +404,34 @@ async fn produce(shard: &Rc<Shard>, request: ProduceRequest) -> ProduceResponse 
                 (indexes, results)
             })
             .collect(),
-    )
-    .await;
+    );
+    let answers = if request.timeout_ms == 0 {
+        Some(joined.await)
+    } else {
+        let timeout = Duration::from_millis(u64::from(request.timeout_ms));
+        futures_lite::future::or(async { Some(joined.await) }, async {
+            glommio::timer::sleep(timeout).await;
+            None
+        })
+        .await
+    };
+    let (error_code, error_message) = match answers {
+        Some(_) => (ErrorCode::NotOwner, "the owning shard did not answer"),
+        None => (
+            ErrorCode::RequestTimedOut,
+            "the append did not complete within timeout_ms",
+        ),
+    };
     let mut merge = Merge::new(keys.len());
-    for (indexes, results) in answers {
+    for (indexes, results) in answers.unwrap_or_default() {
         merge.put(&indexes, results);
     }
     ProduceResponse {
         entries: merge.finish(|index| ProducePartitionResult {
             topic_id: keys[index].0,
             partition: keys[index].1,
-            error_code: ErrorCode::NotOwner,
-            error_message: "the owning shard did not answer".to_string(),
+            error_code,
+            error_message: error_message.to_string(),
             base_offset: OFFSET_NONE,
             log_start_offset: OFFSET_NONE,
         }),
@@ -450,7 +474,7 @@ async fn fetch(shard: &Rc<Shard>, request: FetchRequest) -> FetchResponse {
         let results = fetch_round(shard, &parts, share, keys.len()).await;
         let bytes: u64 = results.iter().map(|r| r.records.len_bytes()).sum();
         let any_error = results.iter().any(|r| !r.error_code.is_none());
-        let done = bytes >= u64::from(request.min_bytes.max(1))
+        let done = bytes >= u64::from(request.min_bytes)
             || any_error
             || Instant::now() >= deadline
             || shard.draining.is_set();

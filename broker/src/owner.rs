@@ -351,7 +351,7 @@ pub fn describe(
             match shard.partition(key) {
                 Some(partition) => {
                     described.log_start_offset = partition.log.log_start_offset();
-                    described.log_end_offset = partition.log.stable_end_offset();
+                    described.log_end_offset = partition.log.log_end_offset();
                 }
                 None => {
                     (described.error_code, described.error_message) = partition_error(shard, key)
