@@ -34,7 +34,7 @@ pub const OFFSETS_TOPIC: &str = "__offsets";
 /// `hash(group) % OFFSETS_PARTITIONS` and must never move.
 pub const OFFSETS_PARTITIONS: u32 = 8;
 /// Segment size of [`OFFSETS_TOPIC`]: commits are small, and segments are preallocated.
-pub const OFFSETS_SEGMENT_BYTES_MAX: u64 = 16 << 20;
+pub const OFFSETS_SEGMENT_BYTES_MAX: u64 = 4 << 20;
 
 /// A topic identifier: assigned by the catalog at creation, never reused.
 pub type TopicId = u32;

@@ -255,7 +255,8 @@ pub struct Flags {
     /// Default retention by age, in milliseconds; 0 = unlimited [default: 604800000].
     #[arg(long, value_name = "MS")]
     pub default_retention_ms_max: Option<u64>,
-    /// Default segment size before a roll, in bytes [default: 268435456].
+    /// Default segment size before a roll, in bytes; segments are preallocated, so this is also
+    /// the disk space a new partition takes at once [default: 67108864].
     #[arg(long, value_name = "BYTES")]
     pub default_segment_bytes_max: Option<u64>,
     /// Default segment age before a roll, in milliseconds; 0 = never [default: 604800000].
@@ -556,7 +557,7 @@ fn merge(flags: Flags, file: FileSettings, cpus_available: usize) -> Config {
             segment_bytes_max: flags
                 .default_segment_bytes_max
                 .or(file.default_segment_bytes_max)
-                .unwrap_or(256 * MIB),
+                .unwrap_or(64 * MIB),
             segment_ms_max: flags
                 .default_segment_ms_max
                 .or(file.default_segment_ms_max)
