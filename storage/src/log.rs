@@ -340,11 +340,40 @@ impl PartitionLog {
     /// active segment stays preallocated and is recovered at the next open.
     pub async fn close(self) -> Result<(), CloseError> {
         self.flush().await?;
+        self.close_files().await
+    }
+
+    /// Closes every open file of the log.
+    async fn close_files(&self) -> Result<(), CloseError> {
+        let files: Vec<(FileHandle, PathBuf)> = {
+            let state = self.state.borrow();
+            let mut files = Vec::new();
+            if let Some(active) = state.active.as_ref() {
+                files.push((active.log.clone(), active.paths.log.clone()));
+                files.push((active.index_file.clone(), active.paths.index.clone()));
+                files.push((
+                    active.time_index_file.clone(),
+                    active.paths.time_index.clone(),
+                ));
+            }
+            for segment in state.sealed.values() {
+                if let Some(loaded) = segment.loaded.borrow().as_ref() {
+                    files.push((loaded.file.clone(), segment.paths.log.clone()));
+                }
+            }
+            files
+        };
+        for (file, path) in files {
+            file.close()
+                .await
+                .map_err(|error| IoFailure::new(IoOperation::Close, path, None, error))?;
+        }
         Ok(())
     }
 
     /// Removes every file of the log and then its directory (topic deletion).
     pub async fn delete(self) -> Result<(), CloseError> {
+        self.close_files().await?;
         let paths: Vec<SegmentPaths> = {
             let mut state = self.state.borrow_mut();
             let mut paths: Vec<SegmentPaths> = state

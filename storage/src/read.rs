@@ -449,7 +449,9 @@ impl PartitionLog {
         let read = async {
             let file = self.backend.open(path, OpenMode::Existing).await?;
             let size = file.size().await?;
-            file.read_at(0, size as usize).await
+            let bytes = file.read_at(0, size as usize).await?;
+            file.close().await?;
+            Ok::<Bytes, std::io::Error>(bytes)
         };
         match read.await {
             Ok(bytes) => Some(bytes),
@@ -543,6 +545,9 @@ impl PartitionLog {
             file.sync()
                 .await
                 .map_err(|error| failure(IoOperation::Sync, error))?;
+            file.close()
+                .await
+                .map_err(|error| failure(IoOperation::Close, error))?;
         }
         Ok(())
     }

@@ -72,7 +72,13 @@ impl PartitionLog {
             }
             report.segments_deleted += 1;
             report.bytes_deleted += segment.size_bytes;
-            *segment.loaded.borrow_mut() = None;
+            let loaded = segment.loaded.borrow_mut().take();
+            if let Some(loaded) = loaded {
+                // A read still using the file keeps it open until it finishes.
+                loaded.file.close().await.map_err(|error| {
+                    IoFailure::new(IoOperation::Close, &segment.paths.log, None, error)
+                })?;
+            }
             for path in [
                 &segment.paths.log,
                 &segment.paths.index,

@@ -95,7 +95,10 @@ impl StorageBackend for DmaBackend {
                 options.create(true).truncate(true);
             }
             let file = options.dma_open(path).await.map_err(os_error)?;
-            let handle: FileHandle = Rc::new(DmaStorageFile { file });
+            let handle: FileHandle = Rc::new(DmaStorageFile {
+                alignment: file.alignment(),
+                file: RefCell::new(Some(Rc::new(file))),
+            });
             Ok(handle)
         })
     }
@@ -113,41 +116,71 @@ impl StorageBackend for DmaBackend {
     }
 }
 
-/// One `DmaFile`.
+/// Copies `parts`, minus their first `skip` bytes, to the start of `out` and zeroes the rest.
+fn copy_parts(parts: &[&[u8]], mut skip: usize, out: &mut [u8]) {
+    let mut at = 0;
+    for part in parts {
+        if skip >= part.len() {
+            skip -= part.len();
+            continue;
+        }
+        let bytes = &part[skip..];
+        skip = 0;
+        out[at..at + bytes.len()].copy_from_slice(bytes);
+        at += bytes.len();
+    }
+    out[at..].fill(0);
+}
+
+/// One `DmaFile`. Each operation holds its own reference for as long as it runs, so closing
+/// never pulls the file from under an operation in flight.
 struct DmaStorageFile {
-    file: DmaFile,
+    alignment: u64,
+    file: RefCell<Option<Rc<DmaFile>>>,
+}
+
+impl DmaStorageFile {
+    fn file(&self) -> io::Result<Rc<DmaFile>> {
+        self.file
+            .borrow()
+            .clone()
+            .ok_or_else(|| io::Error::new(io::ErrorKind::NotConnected, "file is closed"))
+    }
 }
 
 impl StorageFile for DmaStorageFile {
     fn alignment(&self) -> u64 {
-        self.file.alignment()
+        self.alignment
     }
 
     fn write_at<'a>(&'a self, position: u64, parts: &'a [&'a [u8]]) -> IoFuture<'a, usize> {
         Box::pin(async move {
-            assert_eq!(position % self.file.alignment(), 0, "unaligned DMA write");
+            let file = self.file()?;
+            assert_eq!(position % self.alignment, 0, "unaligned DMA write");
             let total = parts_len(parts);
-            let padded = self.file.align_up(total as u64) as usize;
-            // Copying into a DMA buffer is the one copy O_DIRECT needs: client bytes are not
-            // aligned in memory.
-            let mut buffer = self.file.alloc_dma_buffer(padded);
-            let bytes = buffer.as_bytes_mut();
-            let mut at = 0;
-            for part in parts {
-                bytes[at..at + part.len()].copy_from_slice(part);
-                at += part.len();
-            }
-            bytes[at..].fill(0);
-            let written = self
-                .file
-                .write_at(buffer, position)
-                .await
-                .map_err(os_error)?;
-            if written < total {
-                return Err(io::Error::new(
-                    io::ErrorKind::WriteZero,
-                    format!("short write: {written} of {total} bytes"),
-                ));
+            let padded = file.align_up(total as u64) as usize;
+            // A short write (the device filling up part-way) is continued from where it
+            // stopped, so the caller sees either the whole write or the error that ended it.
+            let mut done = 0usize;
+            while done < total {
+                // Copying into a DMA buffer is the one copy O_DIRECT needs: client bytes are
+                // not aligned in memory.
+                let mut buffer = file.alloc_dma_buffer(padded - done);
+                copy_parts(parts, done, buffer.as_bytes_mut());
+                let written = file
+                    .write_at(buffer, position + done as u64)
+                    .await
+                    .map_err(os_error)?;
+                done += written;
+                // The alignment is a power of two; a partial write that ends inside a block
+                // cannot be continued with O_DIRECT.
+                let ends_inside_block = done & (self.alignment as usize - 1) != 0;
+                if written == 0 || (ends_inside_block && done < total) {
+                    return Err(io::Error::new(
+                        io::ErrorKind::WriteZero,
+                        format!("short write: {done} of {total} bytes at {position}"),
+                    ));
+                }
             }
             Ok(total)
         })
@@ -159,7 +192,7 @@ impl StorageFile for DmaStorageFile {
                 return Ok(Bytes::new());
             }
             let result = self
-                .file
+                .file()?
                 .read_at(position, length)
                 .await
                 .map_err(os_error)?;
@@ -168,12 +201,12 @@ impl StorageFile for DmaStorageFile {
     }
 
     fn sync(&self) -> IoFuture<'_, ()> {
-        Box::pin(async move { self.file.fdatasync().await.map_err(os_error) })
+        Box::pin(async move { self.file()?.fdatasync().await.map_err(os_error) })
     }
 
     fn preallocate(&self, length_bytes: u64) -> IoFuture<'_, ()> {
         Box::pin(async move {
-            self.file
+            self.file()?
                 .pre_allocate(length_bytes, false)
                 .await
                 .map_err(os_error)
@@ -181,10 +214,40 @@ impl StorageFile for DmaStorageFile {
     }
 
     fn truncate(&self, length_bytes: u64) -> IoFuture<'_, ()> {
-        Box::pin(async move { self.file.truncate(length_bytes).await.map_err(os_error) })
+        Box::pin(async move { self.file()?.truncate(length_bytes).await.map_err(os_error) })
     }
 
     fn size(&self) -> IoFuture<'_, u64> {
-        Box::pin(async move { self.file.file_size().await.map_err(os_error) })
+        Box::pin(async move { self.file()?.file_size().await.map_err(os_error) })
+    }
+
+    fn close(&self) -> IoFuture<'_, ()> {
+        Box::pin(async move {
+            let Some(file) = self.file.borrow_mut().take() else {
+                return Ok(());
+            };
+            match Rc::try_unwrap(file) {
+                Ok(file) => file.close().await.map_err(os_error),
+                // An operation is still running; the descriptor closes when it drops its
+                // reference.
+                Err(_) => Ok(()),
+            }
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::copy_parts;
+
+    #[test]
+    fn copy_parts_skips_and_pads() {
+        let parts: [&[u8]; 3] = [b"abc", b"de", b"fgh"];
+        let mut out = [9u8; 8];
+        copy_parts(&parts, 4, &mut out);
+        assert_eq!(&out, b"efgh\0\0\0\0");
+        let mut out = [9u8; 10];
+        copy_parts(&parts, 0, &mut out);
+        assert_eq!(&out, b"abcdefgh\0\0");
     }
 }

@@ -218,4 +218,8 @@ impl StorageFile for FaultInjectingFile {
     fn size(&self) -> IoFuture<'_, u64> {
         self.inner.size()
     }
+
+    fn close(&self) -> IoFuture<'_, ()> {
+        self.inner.close()
+    }
 }

@@ -10,8 +10,8 @@
 //! writes that were issued, which is why the log rewrites partial blocks byte-identically.
 //!
 //! Futures are boxed so the traits stay object-safe: one allocation per I/O is small next to the
-//! I/O itself and keeps `PartitionLog` free of a backend type parameter. Files are closed when
-//! the last handle is dropped.
+//! I/O itself and keeps `PartitionLog` free of a backend type parameter. Files are closed by
+//! [`StorageFile::close`], or when the last handle is dropped.
 
 mod dma;
 mod fault;
@@ -68,6 +68,9 @@ pub trait StorageFile {
     fn truncate(&self, length_bytes: u64) -> IoFuture<'_, ()>;
     /// The file's size in bytes.
     fn size(&self) -> IoFuture<'_, u64>;
+    /// Closes the file; later operations on this handle fail. Operations still in flight
+    /// finish first (the descriptor is released when the last of them completes).
+    fn close(&self) -> IoFuture<'_, ()>;
 }
 
 impl std::fmt::Debug for dyn StorageFile {
