@@ -843,3 +843,54 @@ fn memory_budget_throttles_without_losing_requests_and_connections_are_capped() 
     drop((client, second, third, fourth));
     assert!(broker.stop().success());
 }
+
+#[test]
+fn second_broker_on_the_same_data_dir_and_bad_config_exit_with_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let data_dir = dir.path().join("data");
+    let broker = start(&data_dir, 1);
+    let output = Command::new(env!("CARGO_BIN_EXE_weir-broker"))
+        .arg("--data-dir")
+        .arg(&data_dir)
+        .args([
+            "--listen",
+            "127.0.0.1:0",
+            "--metrics-listen",
+            "127.0.0.1:0",
+            "--cores",
+            "1",
+        ])
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("locked by another weir-broker"), "{stderr}");
+    assert!(broker.stop().success());
+
+    let output = Command::new(env!("CARGO_BIN_EXE_weir-broker"))
+        .arg("--data-dir")
+        .arg(&data_dir)
+        .args(["--frame-bytes-max", "10"])
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("frame-bytes-max"), "{stderr}");
+
+    let help = Command::new(env!("CARGO_BIN_EXE_weir-broker"))
+        .arg("--help")
+        .output()
+        .unwrap();
+    assert!(help.status.success());
+    let text = String::from_utf8_lossy(&help.stdout);
+    for flag in [
+        "--data-dir",
+        "--listen",
+        "--metrics-listen",
+        "--cores",
+        "--config",
+        "--ready-file",
+    ] {
+        assert!(text.contains(flag), "--help lacks {flag}");
+    }
+}
