@@ -148,6 +148,9 @@ pub struct Config {
     pub inflight_requests_max: u32,
     /// Produce payload bytes a shard holds in memory before it stops reading sockets.
     pub produce_memory_bytes_max: u64,
+    /// Longest time the rest of a started frame may take to arrive, in milliseconds; a slower
+    /// or abandoned connection is closed so it cannot pin request memory.
+    pub frame_read_timeout_ms: u64,
     /// Tail-cache bytes per shard, divided equally among the partitions the shard owns.
     pub tail_cache_bytes_max: u64,
     /// Largest fetch response body, in bytes; caps the client's request.
@@ -219,6 +222,10 @@ pub struct Flags {
     /// [default: 134217728].
     #[arg(long, value_name = "BYTES")]
     pub produce_memory_bytes_max: Option<u64>,
+    /// Time the rest of a frame may take once its length arrived, in milliseconds; slower
+    /// connections are closed [default: 30000].
+    #[arg(long, value_name = "MS")]
+    pub frame_read_timeout_ms: Option<u64>,
     /// Tail cache per shard, in bytes, divided equally among its partitions
     /// [default: 67108864].
     #[arg(long, value_name = "BYTES")]
@@ -278,6 +285,7 @@ struct FileSettings {
     connections_max: Option<u32>,
     inflight_requests_max: Option<u32>,
     produce_memory_bytes_max: Option<u64>,
+    frame_read_timeout_ms: Option<u64>,
     tail_cache_bytes_max: Option<u64>,
     fetch_response_bytes_max: Option<u32>,
     fetch_wait_ms_max: Option<u32>,
@@ -374,6 +382,9 @@ impl Config {
                 self.produce_memory_bytes_max,
                 "must be at least frame-bytes-max, or one large produce could never be admitted",
             ));
+        }
+        if self.frame_read_timeout_ms == 0 {
+            return Err(invalid("frame-read-timeout-ms", 0, "must be at least 1"));
         }
         if self.fetch_response_bytes_max == 0 {
             return Err(invalid("fetch-response-bytes-max", 0, "must be at least 1"));
@@ -509,6 +520,10 @@ fn merge(flags: Flags, file: FileSettings, cpus_available: usize) -> Config {
             .produce_memory_bytes_max
             .or(file.produce_memory_bytes_max)
             .unwrap_or(128 * MIB),
+        frame_read_timeout_ms: flags
+            .frame_read_timeout_ms
+            .or(file.frame_read_timeout_ms)
+            .unwrap_or(30_000),
         tail_cache_bytes_max: flags
             .tail_cache_bytes_max
             .or(file.tail_cache_bytes_max)

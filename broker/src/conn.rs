@@ -247,8 +247,30 @@ async fn read_frame(
             }
         }
     };
-    if !fill(shard, reader, buffer, total_bytes).await? {
-        return Ok(Next::Stop);
+    // Once a frame has started, the rest must arrive in time: a stalled sender would otherwise
+    // hold its share of the shard's request memory for ever.
+    let timeout = Duration::from_millis(shard.config.frame_read_timeout_ms);
+    let body = futures_lite::future::or(
+        async { Some(fill(shard, reader, buffer, total_bytes).await) },
+        async {
+            glommio::timer::sleep(timeout).await;
+            None
+        },
+    );
+    match body.await {
+        Some(Ok(true)) => {}
+        Some(Ok(false)) => return Ok(Next::Stop),
+        Some(Err(error)) => return Err(error),
+        None => {
+            metrics::increment(&shard.metrics.protocol_errors);
+            warn!(
+                shard = shard.id,
+                frame_bytes,
+                timeout_ms = shard.config.frame_read_timeout_ms,
+                "frame not received in time; closing the connection"
+            );
+            return Ok(Next::Stop);
+        }
     }
     let decoded = decoder.decode(buffer);
     release_large_buffer(buffer);

@@ -633,7 +633,11 @@ fn long_poll_fetch_wakes_on_append_from_another_connection_and_shard() {
 #[test]
 fn bad_input_gets_an_error_or_a_close_and_others_keep_working() {
     let dir = tempfile::tempdir().unwrap();
-    let broker = start(&dir.path().join("data"), 1);
+    let broker = start_with(
+        &dir.path().join("data"),
+        1,
+        &["--frame-read-timeout-ms", "300"],
+    );
     let mut healthy = broker.connect();
     let topic_id = create_topic(&mut healthy, "t", 1);
 
@@ -671,6 +675,13 @@ fn bad_input_gets_an_error_or_a_close_and_others_keep_working() {
         other => panic!("expected a rejection, got {other:?}"),
     }
     assert!(oversized.closed_by_broker());
+
+    // A frame that starts and never finishes: closed after frame-read-timeout-ms, and its
+    // memory is released (the produce below still gets through).
+    let mut stalled = broker.connect();
+    stalled.stream.write_all(&900_000u32.to_be_bytes()).unwrap();
+    stalled.stream.write_all(&[0u8; 100]).unwrap();
+    assert!(stalled.closed_by_broker(), "stalled frame closed");
 
     // Garbage shorter than a header: closed.
     let mut garbage = broker.connect();
@@ -719,8 +730,13 @@ fn bad_input_gets_an_error_or_a_close_and_others_keep_working() {
     );
     let metrics = broker.scrape();
     assert!(
-        metric(&metrics, "weir_protocol_errors_total{shard=\"0\"}").unwrap() >= 2.0,
+        metric(&metrics, "weir_protocol_errors_total{shard=\"0\"}").unwrap() >= 3.0,
         "{metrics}"
+    );
+    assert_eq!(
+        metric(&metrics, "weir_produce_memory_bytes{shard=\"0\"}"),
+        Some(0.0),
+        "the stalled frame's memory was released:\n{metrics}"
     );
     drop(healthy);
     assert!(broker.stop().success());
