@@ -132,6 +132,8 @@
 //! # Ok::<(), BoxError>(())
 //! ```
 
+#![deny(missing_docs)]
+
 pub mod config;
 pub mod error;
 pub mod io;

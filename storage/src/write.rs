@@ -251,6 +251,13 @@ impl PartitionLog {
             return Ok(Admission::BufferFull);
         }
         let base_offset = state.log_end_offset;
+        // Fits: `segment_full` rolls before a segment's relative offsets outgrow u32.
+        let relative_offset = u32::try_from(base_offset - active.base_offset).map_err(|_| {
+            AppendError::OffsetOverflow {
+                base_offset,
+                last_offset_delta: info.last_offset_delta,
+            }
+        })?;
         let next_offset = base_offset
             .checked_add(i64::from(info.last_offset_delta))
             .and_then(|last| last.checked_add(1))
@@ -287,12 +294,6 @@ impl PartitionLog {
             });
         }
         let position = active.size_bytes;
-        let relative_offset = u32::try_from(base_offset - active.base_offset).map_err(|_| {
-            AppendError::OffsetOverflow {
-                base_offset,
-                last_offset_delta: info.last_offset_delta,
-            }
-        })?;
         if let Some((entry, time)) =
             active
                 .builder

@@ -428,3 +428,73 @@ fn an_empty_directory_and_leftover_index_files_open_cleanly() {
     );
     assert!(check.join(format!("{:020}.log", 0)).exists());
 }
+
+#[test]
+fn a_gap_between_sealed_segments_is_reported_when_read() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().to_path_buf();
+    let expected = build_log(&path, 80);
+    let logs = segment_logs(&path);
+    assert!(logs.len() >= 4);
+    // Remove the second segment: the first now ends where nothing starts.
+    for extension in ["log", "index", "timeindex"] {
+        std::fs::remove_file(logs[1].with_extension(extension)).expect("remove");
+    }
+    let first = logs[0].clone();
+    let first_count = batch_positions(&first).len();
+    let expected_last = expected.last().cloned().expect("batches");
+    run(move || async move {
+        let log = PartitionLog::open(&path, config()).await.expect("open");
+        match log.read(0, 1).await {
+            Err(ReadError::Corrupt(corruption)) => {
+                assert_eq!(corruption.path, first);
+                assert!(
+                    corruption.reason.contains("next segment starts at"),
+                    "{corruption}"
+                );
+            }
+            other => panic!("expected corruption, got {other:?}"),
+        }
+        assert!(first_count > 0);
+        // The newest data is still served.
+        let last_offset = base_offset(&expected_last);
+        let read = log.read(last_offset, 1).await.expect("read the tail");
+        assert_eq!(read.batches[0], expected_last);
+    });
+}
+
+#[test]
+fn opening_reads_only_the_last_segment() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().to_path_buf();
+    build_log(&path, 120);
+    let logs = segment_logs(&path);
+    let total_bytes: u64 = logs
+        .iter()
+        .map(|log| std::fs::metadata(log).expect("stat").len())
+        .sum();
+    let segment_bytes_max = config().segment_bytes_max;
+    assert!(logs.len() >= 6 && total_bytes > 4 * segment_bytes_max);
+    run(move || async move {
+        let (log, plan) = common::open_faulty(&path, config()).await;
+        let read_at_open = plan.counts().bytes_read;
+        // The last segment (at most its preallocated size) and its two small index files.
+        assert!(
+            read_at_open <= segment_bytes_max + 4096,
+            "open read {read_at_open} bytes of a {total_bytes}-byte log"
+        );
+        assert_eq!(log.stats().segment_count, logs.len());
+        assert_eq!(log.stats().size_bytes, total_bytes_logical(&logs));
+    });
+}
+
+/// Logical size of the log: sealed files as they are, the last one up to its data.
+fn total_bytes_logical(logs: &[PathBuf]) -> u64 {
+    let (last, sealed) = logs.split_last().expect("segments");
+    let sealed: u64 = sealed
+        .iter()
+        .map(|log| std::fs::metadata(log).expect("stat").len())
+        .sum();
+    let data: usize = batch_positions(last).iter().map(|(_, size)| size).sum();
+    sealed + data as u64
+}
