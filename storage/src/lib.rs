@@ -68,12 +68,22 @@
 //! disk, so a torn rewrite cannot damage bytes that were already durable. Under
 //! [`FlushPolicy::Always`] an append returns after an fdatasync that covers it, and concurrent
 //! appends share one write and one fdatasync (group commit: whoever arrives while a cycle is in
-//! flight is covered by the next one). Under `Interval` and `Never` an append returns once the
-//! batch is in the bounded write buffer; the buffer is written out when full, and synced by
-//! [`PartitionLog::flush`], [`PartitionLog::flush_if_due`] (the owner's tick, or
-//! [`run_interval_flusher`]) and on roll and close. Reads never see stale disk bytes: anything
-//! not yet written is served from memory. Under `Always`, readers see only durable batches
-//! ([`PartitionLog::stable_end_offset`]).
+//! flight is covered by the next one; the task that leads a cycle yields once first so that
+//! appenders already runnable join it). Write cycles, rolls and segment creation take a writer
+//! role that is handed over first come, first served, so none of them starves under load. A
+//! failed cycle fails every append it covered and returns the segment to its last durable
+//! state. Under `Interval` and `Never` an append returns once the batch is in the bounded
+//! write buffer; the buffer is written out when full, and synced by [`PartitionLog::flush`],
+//! [`PartitionLog::flush_if_due`] (the owner's tick, or [`run_interval_flusher`]) and on roll
+//! and close; buffered batches are already acknowledged, so a failed write-out keeps them and
+//! the next one retries. The log runs no task of its own. Reads never see stale disk bytes:
+//! anything not yet written is served from memory. Under `Always`, readers see only durable
+//! batches ([`PartitionLog::stable_end_offset`]).
+//!
+//! Memory: the tail cache (`tail_cache_bytes_max`), the write buffer
+//! (`write_buffer_bytes_max`), the active segment's index, and the index of every sealed
+//! segment that has been read since open (16 bytes per index entry, one entry per
+//! `index_interval_bytes`: about 0.4% of the segment bytes at the default 4 KiB).
 //!
 //! # Fault model: what a crash leaves and what recovery does
 //!

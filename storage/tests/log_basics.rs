@@ -207,3 +207,23 @@ fn config_is_validated_on_open() {
         ));
     });
 }
+
+#[test]
+fn delete_removes_every_file_and_the_directory() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("topic-3");
+    let check = path.clone();
+    run(move || async move {
+        let log = PartitionLog::open(&path, small_config(FlushPolicy::Always))
+            .await
+            .expect("open");
+        for tag in 0..40u8 {
+            log.append(batch(tag, 1, 900, 1)).await.expect("append");
+        }
+        assert!(log.stats().segment_count > 1);
+        // Load a sealed segment's index so an open sealed file is part of the teardown.
+        log.read(0, 1).await.expect("read");
+        log.delete().await.expect("delete");
+    });
+    assert!(!check.exists(), "partition directory removed");
+}
