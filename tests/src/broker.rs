@@ -43,11 +43,16 @@ pub struct BrokerOptions {
 }
 
 impl Default for BrokerOptions {
+    /// One shard, a fresh data directory, the `RUST_LOG` filter in `WEIR_TEST_BROKER_LOG`
+    /// (default `info`), and the whitespace-separated flags in `WEIR_TEST_BROKER_ARGS` (none by
+    /// default), which let a whole run try a broker setting without editing the tests.
     fn default() -> Self {
         BrokerOptions {
             cores: 1,
             data_dir: None,
-            extra_args: Vec::new(),
+            extra_args: std::env::var("WEIR_TEST_BROKER_ARGS")
+                .map(|args| args.split_whitespace().map(str::to_string).collect())
+                .unwrap_or_default(),
             ready_timeout: READY_TIMEOUT_DEFAULT,
             log_filter: std::env::var("WEIR_TEST_BROKER_LOG").unwrap_or_else(|_| "info".into()),
         }
