@@ -1,8 +1,9 @@
 //! Bad input over the raw wire protocol: garbage bytes, an oversized frame length, a truncated
-//! frame, request-level errors (unknown api key, unsupported version, reserved flags, an
-//! undecodable body), unknown topics and partitions, corrupt record batches (bad CRC, wrong
-//! magic, inconsistent lengths, built with `BatchBuilder` and then mutated), a client that sends
-//! one byte at a time, and a client that stops reading its responses.
+//! frame, request-level errors (unknown api key, unsupported version, reserved flags or priority,
+//! an undecodable body, an invalid acks value), unknown topics and partitions, offsets outside
+//! the log, corrupt record batches (bad CRC, wrong magic, inconsistent lengths, built with
+//! `BatchBuilder` and then mutated), a client that sends one byte at a time, and a client that
+//! stops reading its responses.
 //!
 //! Each case gets a clear answer or a clean close, as `docs/PROTOCOL.md` specifies, and is
 //! followed by the same check: the broker process is still running, a well-behaved client on a
@@ -17,8 +18,8 @@ use bytes::Bytes;
 use weir_proto::batch::{BatchBuilder, CRC_COVERED_START};
 use weir_proto::wire::{
     ApiVersionsResponse, ErrorCode, ErrorResponse, FetchResponse, FlushPolicy,
-    ListOffsetsPartition, ListOffsetsRequest, MetadataRequest, OffsetQuery, ProduceResponse,
-    TopicId,
+    ListOffsetsPartition, ListOffsetsRequest, MetadataRequest, OffsetCommitPartition,
+    OffsetCommitRequest, OffsetQuery, ProduceResponse, TopicId, GENERATION_NONE,
 };
 use weir_tests::broker::wait_for_metrics;
 use weir_tests::wire::{
@@ -249,7 +250,9 @@ fn request_level_errors_are_answered_in_band_and_the_connection_stays_usable() {
     let empty_metadata_body = 0u32.to_be_bytes();
     // (case, api key, api version, flags, body, expected error code)
     type Case<'a> = (&'a str, u16, u16, u16, &'a [u8], ErrorCode);
-    let cases: [Case<'_>; 6] = [
+    // Produce with acks = 2 (kept for replication), timeout 1000 ms, no entries.
+    let produce_acks_two = [2u8, 0, 0, 0x03, 0xe8, 0, 0, 0, 0];
+    let cases: [Case<'_>; 8] = [
         ("unknown api key", 999, 0, 0, &[], ErrorCode::UnknownApiKey),
         ("reserved api key", 2, 0, 0, &[], ErrorCode::UnknownApiKey),
         (
@@ -282,6 +285,22 @@ fn request_level_errors_are_answered_in_band_and_the_connection_stays_usable() {
             0,
             0,
             &[0, 0, 0, 0, 42],
+            ErrorCode::InvalidRequest,
+        ),
+        (
+            "reserved priority class",
+            1,
+            0,
+            0b11,
+            &empty_metadata_body,
+            ErrorCode::InvalidRequest,
+        ),
+        (
+            "produce with acks 2",
+            20,
+            0,
+            0,
+            &produce_acks_two,
             ErrorCode::InvalidRequest,
         ),
     ];
@@ -330,7 +349,7 @@ fn request_level_errors_are_answered_in_band_and_the_connection_stays_usable() {
 }
 
 #[test]
-fn unknown_topics_and_partitions_are_per_entry_errors() {
+fn unknown_topics_partitions_and_offsets_are_per_entry_errors() {
     let mut fixture = Fixture::start(BrokerOptions::default());
     let mut client = fixture.connect();
     let unknown_topic_id: TopicId = fixture.topic_id.wrapping_add(1000);
@@ -411,6 +430,49 @@ fn unknown_topics_and_partitions_are_per_entry_errors() {
         value: Some(b"mixed-good".to_vec()),
     });
 
+    let committed = client.call_ok(&OffsetCommitRequest {
+        group_id: "bad-input".to_string(),
+        generation: GENERATION_NONE,
+        member_id: String::new(),
+        entries: vec![
+            OffsetCommitPartition {
+                topic_id: unknown_topic_id,
+                partition: 0,
+                offset: 1,
+                metadata: String::new(),
+            },
+            OffsetCommitPartition {
+                topic_id: fixture.topic_id,
+                partition: PARTITIONS,
+                offset: 1,
+                metadata: String::new(),
+            },
+        ],
+    });
+    let codes: Vec<ErrorCode> = committed
+        .entries
+        .iter()
+        .map(|entry| entry.error_code)
+        .collect();
+    assert_eq!(
+        codes,
+        [ErrorCode::UnknownTopic, ErrorCode::UnknownPartition],
+        "offset commits for an unknown topic and partition"
+    );
+
+    // Offsets outside the log.
+    let log_end = fixture.stored[1].len() as i64;
+    for offset in [log_end + 1, log_end + 1000, -1] {
+        let fetched: FetchResponse =
+            client.call_ok(&fetch_request(fixture.topic_id, 1, offset, 0, 0));
+        assert_eq!(
+            fetched.entries[0].error_code,
+            ErrorCode::OffsetOutOfRange,
+            "fetch at offset {offset} of a log ending at {log_end}"
+        );
+        assert!(fetched.entries[0].records.is_empty());
+    }
+
     let metadata = client.call_ok(&MetadataRequest {
         topics: vec!["no-such-topic".to_string(), "guarded".to_string()],
     });
@@ -419,7 +481,7 @@ fn unknown_topics_and_partitions_are_per_entry_errors() {
     assert_eq!(metadata.topics[0].error_code, ErrorCode::UnknownTopic);
     assert_eq!(metadata.topics[0].topic_id, 0);
     assert_eq!(metadata.topics[1].error_code, ErrorCode::None);
-    fixture.assert_still_serves("unknown topics and partitions");
+    fixture.assert_still_serves("unknown topics, partitions and offsets");
 }
 
 /// A valid two-record batch to mutate.
