@@ -250,7 +250,10 @@ pub struct PartitionLog {
     pub(crate) config: LogConfig,
     pub(crate) backend: Rc<dyn StorageBackend>,
     pub(crate) state: RefCell<State>,
-    pub(crate) changed: Notify,
+    pub(crate) changed: Rc<Notify>,
+    /// Detached I/O tasks (write cycles, seals, segment creation) still running; see
+    /// `PartitionLog::run_detached`.
+    pub(crate) io_in_flight: Rc<Cell<usize>>,
     pub(crate) counters: Counters,
 }
 

@@ -98,7 +98,8 @@ pub(crate) async fn open(
             rolling: false,
             last_interval_flush_ms: None,
         }),
-        changed: Notify::default(),
+        changed: Rc::new(Notify::default()),
+        io_in_flight: Rc::new(std::cell::Cell::new(0)),
         counters: Counters::default(),
     };
     match last_base {

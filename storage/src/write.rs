@@ -404,33 +404,61 @@ impl PartitionLog {
         }
     }
 
+    /// Runs `io` as a detached task, so it completes even if the caller stops waiting (an
+    /// append future dropped by a timeout). An abandoned write could otherwise land after a
+    /// later cycle rewrote the same blocks and zero bytes that cycle made durable, and an
+    /// abandoned truncation could cut them. Callers that start new I/O first wait for
+    /// [`PartitionLog::wait_io_idle`]. Returns `None` only if the task panicked.
+    pub(crate) async fn run_detached<T: 'static>(
+        &self,
+        io: impl std::future::Future<Output = T> + 'static,
+    ) -> Option<T> {
+        self.io_in_flight.set(self.io_in_flight.get() + 1);
+        let in_flight = self.io_in_flight.clone();
+        let changed = self.changed.clone();
+        glommio::spawn_local(async move {
+            let output = io.await;
+            in_flight.set(in_flight.get() - 1);
+            changed.notify_all();
+            output
+        })
+        .detach()
+        .await
+    }
+
+    /// Waits until no detached I/O task is running.
+    pub(crate) async fn wait_io_idle(&self) {
+        loop {
+            if self.io_in_flight.get() == 0 {
+                return;
+            }
+            let generation = self.changed.generation();
+            self.changed.wait(generation).await;
+        }
+    }
+
     /// Writes every buffered batch and pending index entry; fdatasyncs the log file if `sync`.
     pub(crate) async fn write_cycle(
         &self,
         _writer: &WriterGuard<'_>,
         sync: bool,
     ) -> Result<(), IoFailure> {
+        self.wait_io_idle().await;
         let Some(plan) = self.plan_write(sync) else {
             return Ok(());
         };
-        let slices: Vec<&[u8]> = plan.parts.iter().map(|part| &part[..]).collect();
-        let log_write = async {
-            if plan.batch_count == 0 {
-                return Ok(());
-            }
+        if plan.batch_count > 0 {
             bump(&self.counters.log_write_count, 1);
-            plan.log
-                .write_at(plan.log_position, &slices)
-                .await
-                .map(|_| ())
+        }
+        let log_path = plan.log_path.clone();
+        let Some((plan, outcome)) = self.run_detached(run_cycle_io(plan)).await else {
+            let error = std::io::Error::other("the write task panicked");
+            let failure = IoFailure::new(IoOperation::Write, &log_path, None, error);
+            self.fail_cycle(&failure);
+            return Err(failure);
         };
-        let index_writes = zip(
-            write_index(plan.index_write.as_ref()),
-            write_index(plan.time_write.as_ref()),
-        );
-        let (log_result, (index_result, time_result)) = zip(log_write, index_writes).await;
-        self.note_index_writes(&plan, index_result, time_result);
-        if let Err(error) = log_result {
+        self.note_index_writes(&plan, outcome.index, outcome.time_index);
+        if let Err(error) = outcome.log {
             let failure = IoFailure::new(
                 IoOperation::Write,
                 &plan.log_path,
@@ -440,11 +468,9 @@ impl PartitionLog {
             self.fail_cycle(&failure);
             return Err(failure);
         }
-        if plan.sync {
-            let started = Instant::now();
-            let synced = plan.log.sync().await;
+        if let Some((synced, elapsed)) = outcome.sync {
             bump(&self.counters.fsync_count, 1);
-            let total = self.counters.fsync_time_total.get() + started.elapsed();
+            let total = self.counters.fsync_time_total.get() + elapsed;
             self.counters.fsync_time_total.set(total);
             if let Err(error) = synced {
                 let failure = IoFailure::new(IoOperation::Sync, &plan.log_path, None, error);
@@ -718,18 +744,6 @@ impl PartitionLog {
     /// Writes the final index entries, cuts the files to their logical sizes, syncs them, and
     /// moves the active segment to the sealed ones. On failure the segment stays active.
     async fn seal_active(&self, _writer: &WriterGuard<'_>) -> Result<(), IoFailure> {
-        struct SealPlan {
-            base_offset: i64,
-            paths: SegmentPaths,
-            log: FileHandle,
-            index_file: FileHandle,
-            time_index_file: FileHandle,
-            size_bytes: u64,
-            index_bytes: (u64, Vec<u8>),
-            time_bytes: (u64, Vec<u8>),
-            index_length: u64,
-            time_length: u64,
-        }
         let plan = {
             let state = self.state.borrow();
             let Some(active) = state.active.as_ref() else {
@@ -779,47 +793,17 @@ impl PartitionLog {
                 time_length: ((entry_count + 1) * TIME_INDEX_ENTRY_BYTES) as u64,
             }
         };
-        let fail = |operation, path: &std::path::Path, position, error| {
-            IoFailure::new(operation, path, position, error)
-        };
-        for (file, path, (position, bytes), length) in [
-            (
-                &plan.index_file,
-                &plan.paths.index,
-                &plan.index_bytes,
-                plan.index_length,
-            ),
-            (
-                &plan.time_index_file,
-                &plan.paths.time_index,
-                &plan.time_bytes,
-                plan.time_length,
-            ),
-        ] {
-            if !bytes.is_empty() {
-                file.write_at(*position, &[&bytes[..]])
-                    .await
-                    .map_err(|error| fail(IoOperation::Write, path, Some(*position), error))?;
-            }
-            file.truncate(length)
-                .await
-                .map_err(|error| fail(IoOperation::Truncate, path, Some(length), error))?;
-            file.sync()
-                .await
-                .map_err(|error| fail(IoOperation::Sync, path, None, error))?;
-        }
-        plan.log.truncate(plan.size_bytes).await.map_err(|error| {
-            fail(
-                IoOperation::Truncate,
-                &plan.paths.log,
-                Some(plan.size_bytes),
-                error,
-            )
-        })?;
-        plan.log
-            .sync()
+        self.wait_io_idle().await;
+        let log_path = plan.paths.log.clone();
+        let base_offset = plan.base_offset;
+        let sealed = self
+            .run_detached(run_seal_io(plan))
             .await
-            .map_err(|error| fail(IoOperation::Sync, &plan.paths.log, None, error))?;
+            .unwrap_or_else(|| {
+                let error = std::io::Error::other("the seal task panicked");
+                Err(IoFailure::new(IoOperation::Sync, &log_path, None, error))
+            });
+        sealed?;
         bump(&self.counters.fsync_count, 1);
 
         let mut state = self.state.borrow_mut();
@@ -827,7 +811,7 @@ impl PartitionLog {
             unreachable!("the active segment cannot change while the writer role is held");
         };
         assert_eq!(
-            active.base_offset, plan.base_offset,
+            active.base_offset, base_offset,
             "segment changed while sealing"
         );
         let sealed = SealedSegment {
@@ -859,18 +843,25 @@ impl PartitionLog {
             state.log_end_offset
         };
         let paths = SegmentPaths::new(&self.dir, base_offset);
-        let created = self.create_segment_files(&paths).await;
-        let (log, index_file, time_index_file) = match created {
-            Ok(files) => files,
-            Err(failure) => {
-                for path in [&paths.log, &paths.index, &paths.time_index] {
-                    // Best effort: the files are empty or preallocated zeros either way, and a
-                    // leftover empty segment is recovered as an empty active segment.
-                    let _ = self.backend.remove(path).await;
-                }
-                return Err(failure);
-            }
-        };
+        self.wait_io_idle().await;
+        let create = create_segment_files(
+            self.backend.clone(),
+            self.dir.clone(),
+            paths.clone(),
+            self.config.preallocate.then(|| {
+                let index_entries = self.config.index_entries_max();
+                [
+                    self.config.segment_bytes_max,
+                    index_entries * INDEX_ENTRY_BYTES as u64,
+                    (index_entries + 1) * TIME_INDEX_ENTRY_BYTES as u64,
+                ]
+            }),
+        );
+        let (log, index_file, time_index_file) =
+            self.run_detached(create).await.unwrap_or_else(|| {
+                let error = std::io::Error::other("the segment creation task panicked");
+                Err(IoFailure::new(IoOperation::Open, &paths.log, None, error))
+            })?;
         let alignment = log.alignment();
         let mut state = self.state.borrow_mut();
         assert!(
@@ -901,49 +892,162 @@ impl PartitionLog {
         self.changed.notify_all();
         Ok(())
     }
+}
 
-    async fn create_segment_files(
-        &self,
-        paths: &SegmentPaths,
-    ) -> Result<(FileHandle, FileHandle, FileHandle), IoFailure> {
-        let open = |path: &std::path::Path| {
-            let path = path.to_path_buf();
+/// Creates a segment's three files and preallocates them to `preallocate_bytes` (log, index,
+/// time index), then syncs the directory. On failure removes what it created: the files are
+/// empty or zeros, and a leftover empty segment would be recovered as an empty active one.
+async fn create_segment_files(
+    backend: Rc<dyn crate::io::StorageBackend>,
+    dir: std::path::PathBuf,
+    paths: SegmentPaths,
+    preallocate_bytes: Option<[u64; 3]>,
+) -> Result<(FileHandle, FileHandle, FileHandle), IoFailure> {
+    let create = async {
+        let open = |path: std::path::PathBuf| {
+            let backend = backend.clone();
             async move {
-                self.backend
+                backend
                     .open(&path, OpenMode::CreateTruncate)
                     .await
                     .map_err(|error| IoFailure::new(IoOperation::Open, &path, None, error))
             }
         };
-        let log = open(&paths.log).await?;
-        let index_file = open(&paths.index).await?;
-        let time_index_file = open(&paths.time_index).await?;
-        if self.config.preallocate {
-            let index_entries = self.config.index_entries_max();
-            for (file, path, length) in [
-                (&log, &paths.log, self.config.segment_bytes_max),
-                (
-                    &index_file,
-                    &paths.index,
-                    index_entries * INDEX_ENTRY_BYTES as u64,
-                ),
-                (
-                    &time_index_file,
-                    &paths.time_index,
-                    (index_entries + 1) * TIME_INDEX_ENTRY_BYTES as u64,
-                ),
-            ] {
+        let log = open(paths.log.clone()).await?;
+        let index_file = open(paths.index.clone()).await?;
+        let time_index_file = open(paths.time_index.clone()).await?;
+        if let Some(lengths) = preallocate_bytes {
+            let files = [
+                (&log, &paths.log),
+                (&index_file, &paths.index),
+                (&time_index_file, &paths.time_index),
+            ];
+            for ((file, path), length) in files.into_iter().zip(lengths) {
                 file.preallocate(length).await.map_err(|error| {
                     IoFailure::new(IoOperation::Preallocate, path, Some(length), error)
                 })?;
             }
         }
-        self.backend
-            .sync_dir(&self.dir)
+        backend
+            .sync_dir(&dir)
             .await
-            .map_err(|error| IoFailure::new(IoOperation::Sync, &self.dir, None, error))?;
+            .map_err(|error| IoFailure::new(IoOperation::Sync, &dir, None, error))?;
         Ok((log, index_file, time_index_file))
+    };
+    let created = create.await;
+    if created.is_err() {
+        for path in [&paths.log, &paths.index, &paths.time_index] {
+            // Best effort, see above.
+            let _ = backend.remove(path).await;
+        }
     }
+    created
+}
+
+/// What sealing writes, truncates and syncs.
+struct SealPlan {
+    base_offset: i64,
+    paths: SegmentPaths,
+    log: FileHandle,
+    index_file: FileHandle,
+    time_index_file: FileHandle,
+    size_bytes: u64,
+    index_bytes: (u64, Vec<u8>),
+    time_bytes: (u64, Vec<u8>),
+    index_length: u64,
+    time_length: u64,
+}
+
+/// The I/O of sealing: final index entries, files cut to their logical sizes, all synced.
+async fn run_seal_io(plan: SealPlan) -> Result<(), IoFailure> {
+    let fail = |operation, path: &std::path::Path, position, error| {
+        IoFailure::new(operation, path, position, error)
+    };
+    for (file, path, (position, bytes), length) in [
+        (
+            &plan.index_file,
+            &plan.paths.index,
+            &plan.index_bytes,
+            plan.index_length,
+        ),
+        (
+            &plan.time_index_file,
+            &plan.paths.time_index,
+            &plan.time_bytes,
+            plan.time_length,
+        ),
+    ] {
+        if !bytes.is_empty() {
+            file.write_at(*position, &[&bytes[..]])
+                .await
+                .map_err(|error| fail(IoOperation::Write, path, Some(*position), error))?;
+        }
+        file.truncate(length)
+            .await
+            .map_err(|error| fail(IoOperation::Truncate, path, Some(length), error))?;
+        file.sync()
+            .await
+            .map_err(|error| fail(IoOperation::Sync, path, None, error))?;
+    }
+    plan.log.truncate(plan.size_bytes).await.map_err(|error| {
+        fail(
+            IoOperation::Truncate,
+            &plan.paths.log,
+            Some(plan.size_bytes),
+            error,
+        )
+    })?;
+    plan.log
+        .sync()
+        .await
+        .map_err(|error| fail(IoOperation::Sync, &plan.paths.log, None, error))?;
+    Ok(())
+}
+
+/// Results of one write cycle's I/O.
+struct CycleOutcome {
+    log: std::io::Result<()>,
+    index: Option<std::io::Result<()>>,
+    time_index: Option<std::io::Result<()>>,
+    /// The fdatasync's result and duration, if the cycle synced.
+    sync: Option<(std::io::Result<()>, std::time::Duration)>,
+}
+
+/// The I/O of a write cycle: the log write beside the index writes, then (if asked, and only
+/// if the log write succeeded) the fdatasync. Owns everything it touches, so it can run
+/// detached.
+async fn run_cycle_io(plan: WritePlan) -> (WritePlan, CycleOutcome) {
+    let outcome = {
+        let slices: Vec<&[u8]> = plan.parts.iter().map(|part| &part[..]).collect();
+        let log_write = async {
+            if plan.batch_count == 0 {
+                return Ok(());
+            }
+            plan.log
+                .write_at(plan.log_position, &slices)
+                .await
+                .map(|_| ())
+        };
+        let index_writes = zip(
+            write_index(plan.index_write.as_ref()),
+            write_index(plan.time_write.as_ref()),
+        );
+        let (log, (index, time_index)) = zip(log_write, index_writes).await;
+        let sync = if plan.sync && log.is_ok() {
+            let started = Instant::now();
+            let synced = plan.log.sync().await;
+            Some((synced, started.elapsed()))
+        } else {
+            None
+        };
+        CycleOutcome {
+            log,
+            index,
+            time_index,
+            sync,
+        }
+    };
+    (plan, outcome)
 }
 
 async fn write_index(write: Option<&IndexWrite>) -> Option<std::io::Result<()>> {

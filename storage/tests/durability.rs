@@ -277,3 +277,66 @@ fn interval_flusher_task_makes_buffered_data_durable() {
         log.close().await.expect("close");
     });
 }
+
+#[test]
+fn cancelled_appends_leave_the_log_consistent() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().to_path_buf();
+    run(move || async move {
+        let config = small_config(FlushPolicy::Always);
+        let log = Rc::new(
+            PartitionLog::open(&path, config.clone())
+                .await
+                .expect("open"),
+        );
+        let mut acknowledged = Vec::new();
+        for round in 0..20u8 {
+            // An append whose task is cancelled somewhere between admission and durability
+            // (how far it got depends on `round`), as a request timeout would.
+            let cancelled = {
+                let log = log.clone();
+                glommio::spawn_local(async move { log.append(batch(round, 2, 900, 1)).await })
+            };
+            for _ in 0..round % 4 {
+                futures_lite::future::yield_now().await;
+            }
+            if let Some(Ok(info)) = cancelled.cancel().await {
+                acknowledged.push(info.base_offset);
+            }
+            let appended = batch(100 + round, 1, 700, 1);
+            let info = log
+                .append(appended.clone())
+                .await
+                .expect("append after a cancel");
+            acknowledged.push(info.base_offset);
+        }
+        let batches = read_all(&log, 0).await;
+        let mut expected_offset = 0;
+        for batch in &batches {
+            assert_eq!(
+                common::base_offset(batch),
+                expected_offset,
+                "offsets contiguous"
+            );
+            expected_offset = common_next(batch);
+        }
+        assert_eq!(expected_offset, log.log_end_offset());
+        let log = Rc::try_unwrap(log).expect("tasks done");
+        log.close().await.expect("close");
+        let log = PartitionLog::open(&path, config).await.expect("reopen");
+        let reopened = read_all(&log, 0).await;
+        assert_eq!(reopened, batches, "what was readable is what was durable");
+        let offsets: Vec<i64> = reopened.iter().map(|b| common::base_offset(b)).collect();
+        for offset in acknowledged {
+            assert!(
+                offsets.contains(&offset),
+                "acknowledged batch at {offset} kept"
+            );
+        }
+    });
+}
+
+fn common_next(batch: &[u8]) -> i64 {
+    let header = weir_proto::batch::BatchHeader::view(batch).expect("header");
+    header.base_offset.get() + i64::from(header.last_offset_delta.get()) + 1
+}
