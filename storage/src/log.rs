@@ -348,6 +348,7 @@ impl PartitionLog {
 
     /// Closes every open file of the log.
     async fn close_files(&self) -> Result<(), CloseError> {
+        self.wait_io_idle().await;
         let files: Vec<(FileHandle, PathBuf)> = {
             let state = self.state.borrow();
             let mut files = Vec::new();

@@ -6,8 +6,10 @@
 //! last block (that block's existing bytes are rewritten unchanged in front of the new ones, so
 //! a torn rewrite cannot damage bytes that were already durable), writes new index entries
 //! beside it, and under [`FlushPolicy::Always`] fdatasyncs the log file. Appenders that arrive
-//! while a cycle is in flight are covered by the next one: group commit. State is updated only
-//! after I/O completes, so a cancelled or failed cycle leaves the state as it was before it.
+//! while a cycle is in flight are covered by the next one: group commit. The I/O of a cycle (and
+//! of sealing and creating a segment) runs as a detached task, so it is never abandoned half-way
+//! when an append future is dropped, and new I/O waits for it. State is updated only after the
+//! I/O completes, so a cancelled or failed cycle leaves the state as it was before it.
 //!
 //! On a crash, the log file may hold a torn or unacknowledged tail after the last durable byte,
 //! and the index files may lag or lead the log (they are synced only when a segment is sealed);
