@@ -61,8 +61,18 @@ fn path_str(path: &Path) -> &str {
     path.to_str().expect("utf-8 path")
 }
 
+/// `program` from `PATH`, or from the system directories a non-login `PATH` may lack.
+fn program_path(program: &str) -> PathBuf {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .chain(["/usr/sbin", "/sbin", "/usr/bin", "/bin"].map(PathBuf::from))
+        .map(|dir| dir.join(program))
+        .find(|candidate| candidate.is_file())
+        .unwrap_or_else(|| panic!("{program} not found"))
+}
+
 fn command(program: &str, args: &[&str]) {
-    let output = Command::new(program)
+    let output = Command::new(program_path(program))
         .args(args)
         .output()
         .unwrap_or_else(|error| panic!("{program}: {error}"));

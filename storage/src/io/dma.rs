@@ -65,7 +65,9 @@ fn os_error(error: GlommioError<()>) -> io::Error {
 /// then fails with EOPNOTSUPP. Opening a non-empty file first makes the probe read reach the
 /// device and get the true answer. This function does that once per thread and device, before
 /// the log opens any of its own files; `PartitionLog::open` calls it through
-/// [`StorageBackend::prepare_dir`].
+/// [`StorageBackend::prepare_dir`]. Other code on the same executor that opens a `DmaFile` on
+/// that device before any log is opened should call `DmaBackend::new().prepare_dir(dir)` first
+/// (glommio's cached answer cannot be corrected afterwards); `BufferedFile` does not probe.
 async fn prime_polled_io_probe(dir: &Path) -> io::Result<()> {
     let device = std::fs::metadata(dir)?.dev();
     if PRIMED_DEVICES.with(|primed| primed.borrow().contains(&device)) {
