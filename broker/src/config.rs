@@ -4,10 +4,13 @@
 //! This module owns [`Config`], the fully resolved and validated settings every other module
 //! reads. Precedence is flag, then file, then built-in default. Invariant: a [`Config`] that
 //! [`Config::resolve`] returned satisfies every bound checked in [`Config::validate`]; code that
-//! holds one never re-checks them. Nothing here does I/O except reading the `--config` file once at
-//! start-up.
+//! holds one never re-checks them. Among those bounds are the broker's ports: by default clients
+//! connect to 127.0.0.1:9347 (`--listen`, shared by every shard), shard `i` also listens on its own
+//! port `shard-port-base + i` (9350, 9351, …) at the same IP, and metrics are served on
+//! 127.0.0.1:9348; validation rejects any pair of these that would collide and a shard port past
+//! 65535. Nothing here does I/O except reading the `--config` file once at start-up.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 
 use clap::Parser;
@@ -129,9 +132,12 @@ pub struct TopicConfig {
 pub struct Config {
     /// Directory holding the topic catalog and every partition's segments.
     pub data_dir: PathBuf,
-    /// The shared client address (SO_REUSEPORT on every shard); shard `i` also listens on
-    /// `port + 1 + i`, or on an ephemeral port when this port is 0.
+    /// The shared client address (SO_REUSEPORT on every shard). Port 0: this and every shard's
+    /// direct listener take ephemeral ports.
     pub listen: SocketAddr,
+    /// Shard `i`'s direct client listener is on `listen`'s IP at port `shard_port_base + i`;
+    /// 0 means every direct listener takes an ephemeral port.
+    pub shard_port_base: u16,
     /// Address of the Prometheus `/metrics` HTTP endpoint.
     pub metrics_listen: SocketAddr,
     /// Number of shards (one glommio executor each).
@@ -171,7 +177,8 @@ pub struct Config {
 
 const DEFAULT_DATA_DIR: &str = "./weir-data";
 const DEFAULT_LISTEN: &str = "127.0.0.1:9347";
-const DEFAULT_METRICS_LISTEN: &str = "127.0.0.1:9346";
+const DEFAULT_SHARD_PORT_BASE: u16 = 9350;
+const DEFAULT_METRICS_LISTEN: &str = "127.0.0.1:9348";
 const MIB: u64 = 1 << 20;
 
 /// Command-line flags. Every flag may also be given as a key of the same name (without the
@@ -190,12 +197,16 @@ pub struct Flags {
     /// Directory for the topic catalog and partition logs [default: ./weir-data].
     #[arg(long, value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
-    /// Shared client address; every shard accepts here (SO_REUSEPORT) and shard i also on
-    /// port+1+i. Port 0: every listener takes an ephemeral port [default: 127.0.0.1:9347].
+    /// Shared client address; every shard accepts here (SO_REUSEPORT). Port 0: this and every
+    /// shard's own listener take ephemeral ports [default: 127.0.0.1:9347].
     #[arg(long, value_name = "ADDR")]
     pub listen: Option<SocketAddr>,
+    /// Shard i also listens on its own port, shard-port-base + i, at the --listen IP; clients
+    /// connect there to the shard that owns a partition. 0: ephemeral ports [default: 9350].
+    #[arg(long, value_name = "PORT")]
+    pub shard_port_base: Option<u16>,
     /// Prometheus metrics address, served at /metrics; port 0 = ephemeral
-    /// [default: 127.0.0.1:9346].
+    /// [default: 127.0.0.1:9348].
     #[arg(long, value_name = "ADDR")]
     pub metrics_listen: Option<SocketAddr>,
     /// Number of shards, one pinned executor each; shard i runs on the i-th allowed CPU
@@ -277,6 +288,7 @@ pub struct Flags {
 struct FileSettings {
     data_dir: Option<PathBuf>,
     listen: Option<SocketAddr>,
+    shard_port_base: Option<u16>,
     metrics_listen: Option<SocketAddr>,
     cores: Option<usize>,
     ready_file: Option<PathBuf>,
@@ -334,28 +346,7 @@ impl Config {
         if self.cores == 0 || self.cores > CORES_MAX {
             return Err(invalid("cores", self.cores, "must be 1..=1024"));
         }
-        if self.listen.port() != 0 && usize::from(self.listen.port()) + self.cores > 65535 {
-            return Err(invalid(
-                "listen",
-                self.listen,
-                "port + cores must stay below 65536 (shard i listens on port+1+i)",
-            ));
-        }
-        if self.listen.port() != 0 && self.metrics_listen.port() != 0 {
-            let first = self.listen.port();
-            let last = usize::from(first) + self.cores;
-            let metrics = usize::from(self.metrics_listen.port());
-            if metrics >= usize::from(first)
-                && metrics <= last
-                && self.listen.ip() == self.metrics_listen.ip()
-            {
-                return Err(invalid(
-                    "metrics-listen",
-                    self.metrics_listen,
-                    "collides with the shared or a shard's direct port (port..=port+cores)",
-                ));
-            }
-        }
+        self.validate_ports()?;
         if self.frame_bytes_max < FRAME_BYTES_MIN {
             return Err(invalid(
                 "frame-bytes-max",
@@ -399,6 +390,74 @@ impl Config {
             return Err(invalid("maintenance-interval-ms", 0, "must be at least 1"));
         }
         self.validate_topic_defaults()
+    }
+
+    /// The ports of the shards' direct listeners, first to last, or `None` when they are
+    /// ephemeral (`shard_port_base` or the shared port is 0). Needs a validated `cores`.
+    pub fn shard_ports(&self) -> Option<std::ops::RangeInclusive<u32>> {
+        if self.shard_port_base == 0 || self.listen.port() == 0 {
+            return None;
+        }
+        let first = u32::from(self.shard_port_base);
+        // `cores` is 1..=CORES_MAX, so this neither underflows nor overflows.
+        Some(first..=first + self.cores as u32 - 1)
+    }
+
+    /// Checks that the shared, direct and metrics ports exist and do not collide.
+    fn validate_ports(&self) -> Result<(), ConfigError> {
+        let shard_ports = self.shard_ports();
+        if let Some(ports) = &shard_ports {
+            if *ports.end() > u32::from(u16::MAX) {
+                return Err(ConfigError::Invalid {
+                    key: "shard-port-base",
+                    value: self.shard_port_base.to_string(),
+                    reason: format!(
+                        "shard i listens on shard-port-base + i, so the last of {} shards would \
+                         need port {}, past 65535",
+                        self.cores,
+                        ports.end()
+                    ),
+                });
+            }
+            if ports.contains(&u32::from(self.listen.port())) {
+                return Err(ConfigError::Invalid {
+                    key: "shard-port-base",
+                    value: self.shard_port_base.to_string(),
+                    reason: format!(
+                        "the shard ports {}..={} include the shared port of --listen {}",
+                        ports.start(),
+                        ports.end(),
+                        self.listen
+                    ),
+                });
+            }
+        }
+        let metrics_port = self.metrics_listen.port();
+        if metrics_port == 0 || !addresses_overlap(self.metrics_listen.ip(), self.listen.ip()) {
+            return Ok(());
+        }
+        let collision = if metrics_port == self.listen.port() {
+            Some("is the shared port of --listen".to_string())
+        } else {
+            shard_ports
+                .filter(|ports| ports.contains(&u32::from(metrics_port)))
+                .map(|ports| {
+                    format!(
+                        "is the direct port of shard {} (shard ports are {}..={})",
+                        u32::from(metrics_port) - ports.start(),
+                        ports.start(),
+                        ports.end()
+                    )
+                })
+        };
+        match collision {
+            Some(reason) => Err(ConfigError::Invalid {
+                key: "metrics-listen",
+                value: self.metrics_listen.to_string(),
+                reason,
+            }),
+            None => Ok(()),
+        }
     }
 
     fn validate_topic_defaults(&self) -> Result<(), ConfigError> {
@@ -455,6 +514,13 @@ impl TopicConfig {
     }
 }
 
+/// Whether sockets bound to `left` and `right` at the same port would collide: the same IP, or
+/// either one a wildcard (a wildcard socket takes the port on every interface; conservatively,
+/// whatever the address family, since an IPv6 wildcard is dual-stack by default on Linux).
+fn addresses_overlap(left: IpAddr, right: IpAddr) -> bool {
+    left == right || left.is_unspecified() || right.is_unspecified()
+}
+
 /// The number of shards to start by default: the CPUs this process is allowed to run on.
 pub fn default_cores() -> usize {
     std::thread::available_parallelism()
@@ -497,6 +563,10 @@ fn merge(flags: Flags, file: FileSettings, cpus_available: usize) -> Config {
             .listen
             .or(file.listen)
             .unwrap_or_else(|| parse_addr(DEFAULT_LISTEN)),
+        shard_port_base: flags
+            .shard_port_base
+            .or(file.shard_port_base)
+            .unwrap_or(DEFAULT_SHARD_PORT_BASE),
         metrics_listen: flags
             .metrics_listen
             .or(file.metrics_listen)
@@ -596,7 +666,9 @@ mod tests {
         let config = Config::resolve(flags(&[]), 2).expect("defaults are valid");
         assert_eq!(config.data_dir, PathBuf::from("./weir-data"));
         assert_eq!(config.listen, "127.0.0.1:9347".parse().unwrap());
-        assert_eq!(config.metrics_listen, "127.0.0.1:9346".parse().unwrap());
+        assert_eq!(config.shard_port_base, 9350);
+        assert_eq!(config.shard_ports(), Some(9350..=9351));
+        assert_eq!(config.metrics_listen, "127.0.0.1:9348".parse().unwrap());
         assert_eq!(config.cores, 2);
         assert_eq!(config.topic_defaults.flush, FlushSetting::Always);
         assert_eq!(config.topic_defaults.partitions, 1);
@@ -702,8 +774,29 @@ mod tests {
                 &["--default-segment-bytes-max", "1000"],
                 "default-segment-bytes-max",
             ),
-            (&["--listen", "127.0.0.1:65535"], "listen"),
-            (&["--metrics-listen", "127.0.0.1:9348"], "metrics-listen"),
+            (&["--shard-port-base", "65535"], "shard-port-base"),
+            (
+                &["--cores", "1024", "--shard-port-base", "64513"],
+                "shard-port-base",
+            ),
+            (&["--listen", "127.0.0.1:9351"], "shard-port-base"),
+            (
+                &["--listen", "127.0.0.1:9000", "--shard-port-base", "8999"],
+                "shard-port-base",
+            ),
+            (&["--metrics-listen", "127.0.0.1:9347"], "metrics-listen"),
+            (&["--metrics-listen", "127.0.0.1:9350"], "metrics-listen"),
+            (&["--metrics-listen", "127.0.0.1:9351"], "metrics-listen"),
+            (&["--metrics-listen", "0.0.0.0:9351"], "metrics-listen"),
+            (
+                &[
+                    "--listen",
+                    "0.0.0.0:9347",
+                    "--metrics-listen",
+                    "127.0.0.1:9347",
+                ],
+                "metrics-listen",
+            ),
             (
                 &["--maintenance-interval-ms", "0"],
                 "maintenance-interval-ms",
@@ -719,12 +812,76 @@ mod tests {
     }
 
     #[test]
+    fn ports_that_do_not_collide_are_accepted() {
+        let cases: &[(&[&str], Option<std::ops::RangeInclusive<u32>>)] = &[
+            // The largest shard count still fits below 65536 from the default base.
+            (&["--cores", "1024"], Some(9350..=10373)),
+            (&["--shard-port-base", "64534"], Some(64534..=64535)),
+            (&["--listen", "127.0.0.1:9352"], Some(9350..=9351)),
+            (&["--listen", "127.0.0.1:9349"], Some(9350..=9351)),
+            // Ephemeral direct ports collide with nothing.
+            (
+                &[
+                    "--shard-port-base",
+                    "0",
+                    "--metrics-listen",
+                    "127.0.0.1:9350",
+                ],
+                None,
+            ),
+            (
+                &[
+                    "--listen",
+                    "127.0.0.1:0",
+                    "--metrics-listen",
+                    "127.0.0.1:9350",
+                ],
+                None,
+            ),
+            (
+                &["--listen", "127.0.0.1:0", "--shard-port-base", "65535"],
+                None,
+            ),
+            // Another IP, or an ephemeral metrics port, does not collide.
+            (&["--metrics-listen", "127.0.0.2:9350"], Some(9350..=9351)),
+            (&["--metrics-listen", "127.0.0.1:0"], Some(9350..=9351)),
+            (&["--metrics-listen", "127.0.0.1:9352"], Some(9350..=9351)),
+        ];
+        for (args, shard_ports) in cases {
+            let config = Config::resolve(flags(args), 2)
+                .unwrap_or_else(|error| panic!("{args:?} must be valid: {error}"));
+            assert_eq!(&config.shard_ports(), shard_ports, "{args:?}");
+        }
+    }
+
+    #[test]
+    fn shard_port_base_is_read_from_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("weir.toml");
+        std::fs::write(
+            &path,
+            "shard-port-base = 20000
+",
+        )
+        .unwrap();
+        let config = Config::resolve(flags(&["--config", path.to_str().unwrap()]), 3).unwrap();
+        assert_eq!(config.shard_ports(), Some(20000..=20002));
+        let config = Config::resolve(
+            flags(&["--config", path.to_str().unwrap(), "--shard-port-base", "0"]),
+            3,
+        )
+        .unwrap();
+        assert_eq!(config.shard_ports(), None, "the flag wins over the file");
+    }
+
+    #[test]
     fn bad_flag_values_fail_to_parse() {
         let mut all = vec!["weir-broker", "--default-flush", "sometimes"];
         assert!(Flags::try_parse_from(all.clone()).is_err());
         all[2] = "interval:10";
         assert!(Flags::try_parse_from(all).is_ok());
         assert!(Flags::try_parse_from(["weir-broker", "--listen", "nowhere"]).is_err());
+        assert!(Flags::try_parse_from(["weir-broker", "--shard-port-base", "65536"]).is_err());
     }
 
     #[test]
@@ -738,6 +895,10 @@ mod tests {
             "--connections-max <COUNT>",
             "--ready-file <PATH>",
             "--default-flush <POLICY>",
+            "--shard-port-base <PORT>",
+            "[default: 9350]",
+            "[default: 127.0.0.1:9347]",
+            "[default: 127.0.0.1:9348]",
         ] {
             assert!(help.contains(needle), "help lacks {needle}:\n{help}");
         }

@@ -3,9 +3,11 @@
 //!
 //! This module owns the broker's addresses. Invariants: all shared listeners are bound to the same
 //! port with SO_REUSEPORT (so the kernel spreads new connections over the shards); shard `i`'s
-//! direct listener is on `port + 1 + i`, or ephemeral when the configured port is 0; the ready
-//! file is written only after every listener is bound and every shard serves, by a rename, so a
-//! reader never sees a partial file. A crash leaves at most a stale `.tmp` beside the ready file.
+//! direct listener is on the shared listener's IP at port `shard_port_base + i`, or on an
+//! ephemeral port when `shard_port_base` or the shared port is 0 (so a broker asked for ephemeral
+//! ports never takes a fixed one); the ready file is written only after every listener is bound
+//! and every shard serves, by a rename, so a reader never sees a partial file. A crash leaves at
+//! most a stale `.tmp` beside the ready file.
 
 use std::io;
 use std::net::SocketAddr;
@@ -94,12 +96,45 @@ fn local_address(socket: &Socket, role: &str, wanted: SocketAddr) -> Result<Sock
         })
 }
 
-/// Binds the shared, direct and metrics listeners for `shard_count` shards.
+/// The address shard `shard`'s direct listener binds: `listen`'s IP at `shard_port_base + shard`,
+/// or port 0 (ephemeral) when `shard_port_base` or `listen`'s port is 0. `None` when the port
+/// would be past 65535.
+pub fn direct_address(
+    listen: SocketAddr,
+    shard_port_base: u16,
+    shard: usize,
+) -> Option<SocketAddr> {
+    let port = if shard_port_base == 0 || listen.port() == 0 {
+        0
+    } else {
+        u16::try_from(usize::from(shard_port_base).checked_add(shard)?).ok()?
+    };
+    let mut address = listen;
+    address.set_port(port);
+    Some(address)
+}
+
+/// Binds the shared, direct and metrics listeners for `shard_count` shards; shard `i`'s direct
+/// listener goes to [`direct_address`]`(listen, shard_port_base, i)`. Every address is checked
+/// before the first socket is bound.
 pub fn bind_listeners(
     listen: SocketAddr,
+    shard_port_base: u16,
     metrics: SocketAddr,
     shard_count: usize,
 ) -> Result<BoundListeners, BindError> {
+    let direct_wanted = (0..shard_count)
+        .map(|shard| {
+            direct_address(listen, shard_port_base, shard).ok_or_else(|| BindError {
+                role: format!("direct listener of shard {shard}"),
+                address: listen,
+                source: io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    format!("shard port base {shard_port_base} + shard {shard} is past port 65535"),
+                ),
+            })
+        })
+        .collect::<Result<Vec<SocketAddr>, BindError>>()?;
     let mut shared = Vec::with_capacity(shard_count);
     let first = listen_on(listen, true, "shared listener of shard 0".into())?;
     let shared_address = local_address(&first, "shared listener", listen)?;
@@ -114,12 +149,7 @@ pub fn bind_listeners(
     }
     let mut direct = Vec::with_capacity(shard_count);
     let mut shard_addresses = Vec::with_capacity(shard_count);
-    for shard in 0..shard_count {
-        let mut address = listen;
-        if listen.port() != 0 {
-            // Validated: port + shard_count <= 65535.
-            address.set_port(listen.port() + 1 + shard as u16);
-        }
+    for (shard, address) in direct_wanted.into_iter().enumerate() {
         let socket = listen_on(address, false, format!("direct listener of shard {shard}"))?;
         shard_addresses.push(local_address(&socket, "direct listener", address)?);
         direct.push(OwnedFd::from(socket));
@@ -257,9 +287,11 @@ mod tests {
     use std::io::Read;
 
     #[test]
-    fn shared_listeners_share_one_port_and_direct_ports_follow_it() {
+    fn shared_listeners_share_one_port_and_every_listener_has_its_own() {
+        // A shared port of 0 makes the direct listeners ephemeral too, whatever the base.
         let bound = bind_listeners(
             "127.0.0.1:0".parse().unwrap(),
+            9350,
             "127.0.0.1:0".parse().unwrap(),
             3,
         )
@@ -278,32 +310,89 @@ mod tests {
     }
 
     #[test]
-    fn fixed_port_puts_shard_i_on_port_plus_one_plus_i() {
-        // Find a free block of ports by binding ephemeral and retrying a few candidates.
-        for _ in 0..20 {
-            let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-            let port = probe.local_addr().unwrap().port();
-            drop(probe);
-            if port > 65000 {
-                continue;
-            }
-            let listen: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-            let Ok(bound) = bind_listeners(listen, "127.0.0.1:0".parse().unwrap(), 2) else {
+    fn direct_address_is_base_plus_shard_at_the_listen_ip_or_ephemeral() {
+        let listen: SocketAddr = "10.1.2.3:9347".parse().unwrap();
+        let cases: &[(SocketAddr, u16, usize, Option<&str>)] = &[
+            (listen, 9350, 0, Some("10.1.2.3:9350")),
+            (listen, 9350, 7, Some("10.1.2.3:9357")),
+            (listen, 65535, 0, Some("10.1.2.3:65535")),
+            (listen, 65535, 1, None),
+            (listen, 0, 5, Some("10.1.2.3:0")),
+            ("10.1.2.3:0".parse().unwrap(), 9350, 5, Some("10.1.2.3:0")),
+            ("[::1]:9347".parse().unwrap(), 9350, 2, Some("[::1]:9352")),
+        ];
+        for (listen, base, shard, expected) in cases {
+            let expected = expected.map(|text| text.parse::<SocketAddr>().unwrap());
+            assert_eq!(
+                direct_address(*listen, *base, *shard),
+                expected,
+                "{listen} base {base} shard {shard}"
+            );
+        }
+    }
+
+    /// Two free ports, each with the next one free too: a shared port and a direct base.
+    fn free_port_pairs() -> impl Iterator<Item = (u16, u16)> {
+        let probe = || {
+            let socket = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            socket.local_addr().unwrap().port()
+        };
+        std::iter::repeat_with(move || (probe(), probe()))
+            .filter(|(shared, base)| *base < 65535 && shared.abs_diff(*base) > 1)
+    }
+
+    #[test]
+    fn fixed_ports_put_shard_i_on_base_plus_i_and_the_shared_port_apart() {
+        // Ports probed free may be taken again before they are bound: retry a few pairs.
+        for (shared, base) in free_port_pairs().take(20) {
+            let listen: SocketAddr = format!("127.0.0.1:{shared}").parse().unwrap();
+            let Ok(bound) = bind_listeners(listen, base, "127.0.0.1:0".parse().unwrap(), 2) else {
                 continue;
             };
-            assert_eq!(bound.addresses.listen.port(), port);
-            assert_eq!(bound.addresses.shards[0].port(), port + 1);
-            assert_eq!(bound.addresses.shards[1].port(), port + 2);
+            assert_eq!(bound.addresses.listen.port(), shared);
+            assert_eq!(bound.addresses.shards[0].port(), base);
+            assert_eq!(bound.addresses.shards[1].port(), base + 1);
+            for address in &bound.addresses.shards {
+                assert_eq!(address.ip(), listen.ip());
+                std::net::TcpStream::connect(address).unwrap();
+            }
             return;
         }
-        panic!("no free block of 3 ports found in 20 tries");
+        panic!("no free pair of port blocks found in 20 tries");
+    }
+
+    #[test]
+    fn fixed_shared_port_with_base_zero_gives_ephemeral_direct_ports() {
+        for (shared, _) in free_port_pairs().take(20) {
+            let listen: SocketAddr = format!("127.0.0.1:{shared}").parse().unwrap();
+            let Ok(bound) = bind_listeners(listen, 0, "127.0.0.1:0".parse().unwrap(), 2) else {
+                continue;
+            };
+            assert_eq!(bound.addresses.listen.port(), shared);
+            let direct: Vec<u16> = bound.addresses.shards.iter().map(|a| a.port()).collect();
+            assert!(
+                direct.iter().all(|port| *port != 0 && *port != shared) && direct[0] != direct[1],
+                "direct ports {direct:?} are ephemeral and distinct"
+            );
+            return;
+        }
+        panic!("no free shared port found in 20 tries");
+    }
+
+    #[test]
+    fn a_shard_port_past_65535_is_an_error_naming_the_shard_before_any_bind() {
+        // Port 1 needs privileges: the call fails on the address check before binding anything.
+        let listen: SocketAddr = "127.0.0.1:1".parse().unwrap();
+        let error = bind_listeners(listen, 65535, "127.0.0.1:0".parse().unwrap(), 2).unwrap_err();
+        assert_eq!(error.role, "direct listener of shard 1", "{error}");
+        assert_eq!(error.source.kind(), io::ErrorKind::InvalidInput, "{error}");
     }
 
     #[test]
     fn occupied_port_is_a_bind_error_naming_the_role() {
         let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let address = taken.local_addr().unwrap();
-        let error = bind_listeners("127.0.0.1:0".parse().unwrap(), address, 1).unwrap_err();
+        let error = bind_listeners("127.0.0.1:0".parse().unwrap(), 0, address, 1).unwrap_err();
         assert!(error.to_string().contains("metrics listener"), "{error}");
     }
 

@@ -212,7 +212,12 @@ pub fn run(config: Config) -> Result<(), RunError> {
     let catalog = Arc::new(load_catalog(&config)?);
     sweep_deleted_topics(&config, &catalog)?;
     let shard_count = config.cores;
-    let bound = net::bind_listeners(config.listen, config.metrics_listen, shard_count)?;
+    let bound = net::bind_listeners(
+        config.listen,
+        config.shard_port_base,
+        config.metrics_listen,
+        shard_count,
+    )?;
     let addresses = Arc::new(bound.addresses.clone());
 
     let (events, event_receiver) = std::sync::mpsc::sync_channel(shard_count * 4 + 4);

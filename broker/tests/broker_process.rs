@@ -39,13 +39,30 @@ fn start(data_dir: &Path, cores: usize) -> Broker {
 }
 
 fn start_with(data_dir: &Path, cores: usize, extra: &[&str]) -> Broker {
+    let listen = ["--listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0"];
+    match try_start(data_dir, cores, &listen, extra, Stdio::inherit()) {
+        Ok(broker) => broker,
+        Err(output) => panic!("weir-broker exited at start: {output:?}"),
+    }
+}
+
+/// Starts a broker with `listen` (the address flags) and `extra` flags, and waits for its ready
+/// file. A broker that exits before it is ready is returned as `Err` with its output (`stderr`
+/// is captured only when `stderr` is piped).
+fn try_start(
+    data_dir: &Path,
+    cores: usize,
+    listen: &[&str],
+    extra: &[&str],
+    stderr: Stdio,
+) -> Result<Broker, std::process::Output> {
     let ready_file = data_dir.with_extension("ready.toml");
     // A ready file from an earlier run must not be mistaken for this one's.
     let _ = std::fs::remove_file(&ready_file);
-    let child = Command::new(env!("CARGO_BIN_EXE_weir-broker"))
+    let mut child = Command::new(env!("CARGO_BIN_EXE_weir-broker"))
         .arg("--data-dir")
         .arg(data_dir)
-        .args(["--listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0"])
+        .args(listen)
         .args(["--cores", &cores.to_string()])
         .args([
             "--default-segment-bytes-max",
@@ -64,13 +81,16 @@ fn start_with(data_dir: &Path, cores: usize, extra: &[&str]) -> Broker {
         .arg(&ready_file)
         .env("RUST_LOG", "info")
         .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
+        .stderr(stderr)
         .spawn()
         .expect("weir-broker starts");
     let deadline = Instant::now() + STARTUP_DEADLINE;
     let text = loop {
         if let Ok(text) = std::fs::read_to_string(&ready_file) {
             break text;
+        }
+        if child.try_wait().unwrap().is_some() {
+            return Err(child.wait_with_output().unwrap());
         }
         assert!(
             Instant::now() < deadline,
@@ -80,7 +100,7 @@ fn start_with(data_dir: &Path, cores: usize, extra: &[&str]) -> Broker {
     };
     let ready: toml::Value = toml::from_str(&text).expect("ready file is TOML");
     let address = |value: &toml::Value| value.as_str().unwrap().parse::<SocketAddr>().unwrap();
-    Broker {
+    Ok(Broker {
         child,
         data_dir: data_dir.to_path_buf(),
         ready_file,
@@ -92,7 +112,13 @@ fn start_with(data_dir: &Path, cores: usize, extra: &[&str]) -> Broker {
             .map(address)
             .collect(),
         metrics: address(&ready["metrics"]),
-    }
+    })
+}
+
+/// A port that was free when probed (it may be taken again before the broker binds it).
+fn probe_free_port() -> u16 {
+    let socket = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    socket.local_addr().unwrap().port()
 }
 
 impl Broker {
@@ -861,6 +887,67 @@ fn memory_budget_throttles_without_losing_requests_and_connections_are_capped() 
 }
 
 #[test]
+fn fixed_ports_put_shard_i_on_shard_port_base_plus_i() {
+    let dir = tempfile::tempdir().unwrap();
+    let data_dir = dir.path().join("data");
+    let log = dir.path().join("broker.log");
+    // Ports probed free may be taken by another process before the broker binds them; a start
+    // that fails on a bind is retried with other ports.
+    for _ in 0..10 {
+        let (shared, base, metrics) = (probe_free_port(), probe_free_port(), probe_free_port());
+        if base == u16::MAX || shared.abs_diff(base) <= 1 || metrics.abs_diff(base) <= 1 {
+            continue;
+        }
+        let listen = format!("127.0.0.1:{shared}");
+        let metrics_listen = format!("127.0.0.1:{metrics}");
+        let base_text = base.to_string();
+        let flags = [
+            "--listen",
+            &listen,
+            "--shard-port-base",
+            &base_text,
+            "--metrics-listen",
+            &metrics_listen,
+        ];
+        let stderr = Stdio::from(std::fs::File::create(&log).unwrap());
+        let broker = match try_start(&data_dir, 2, &flags, &[], stderr) {
+            Ok(broker) => broker,
+            Err(output) => {
+                let text = std::fs::read_to_string(&log).unwrap();
+                assert!(
+                    text.contains("cannot listen"),
+                    "only a taken port may stop the start ({:?}): {text}",
+                    output.status
+                );
+                continue;
+            }
+        };
+        let expected: Vec<SocketAddr> = [base, base + 1]
+            .iter()
+            .map(|port| SocketAddr::from(([127, 0, 0, 1], *port)))
+            .collect();
+        assert_eq!(broker.listen, SocketAddr::from(([127, 0, 0, 1], shared)));
+        assert_eq!(broker.shards, expected, "shard i listens on base + i");
+        assert_eq!(broker.metrics, SocketAddr::from(([127, 0, 0, 1], metrics)));
+        let metadata: MetadataResponse = broker.connect().call(&MetadataRequest::default());
+        let advertised: Vec<String> = metadata.shards.iter().map(|s| s.address.clone()).collect();
+        let expected_text: Vec<String> = expected.iter().map(ToString::to_string).collect();
+        assert_eq!(advertised, expected_text, "metadata names the direct ports");
+        for address in &expected {
+            let versions: ApiVersionsResponse =
+                Client::connect(*address).call(&ApiVersionsRequest {
+                    client_id: "test".into(),
+                    client_software: "broker_process".into(),
+                });
+            assert_eq!(versions.broker_name, "weir-broker", "shard at {address}");
+        }
+        assert!(broker.stop().success());
+        return;
+    }
+    panic!("no start on probed free ports in 10 tries");
+}
+
+#[test]
 fn second_broker_on_the_same_data_dir_and_bad_config_exit_with_a_clear_error() {
     let dir = tempfile::tempdir().unwrap();
     let data_dir = dir.path().join("data");
@@ -893,6 +980,25 @@ fn second_broker_on_the_same_data_dir_and_bad_config_exit_with_a_clear_error() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("frame-bytes-max"), "{stderr}");
 
+    // Colliding ports are refused before anything is bound, naming the setting.
+    let collisions: [(&[&str], &str); 3] = [
+        (&["--listen", "127.0.0.1:9351"], "shard-port-base"),
+        (&["--metrics-listen", "127.0.0.1:9347"], "metrics-listen"),
+        (&["--shard-port-base", "65535"], "shard-port-base"),
+    ];
+    for (args, key) in collisions {
+        let output = Command::new(env!("CARGO_BIN_EXE_weir-broker"))
+            .arg("--data-dir")
+            .arg(&data_dir)
+            .args(["--cores", "2"])
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(!output.status.success(), "{args:?}");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.contains(key), "{args:?}: {stderr}");
+    }
+
     let help = Command::new(env!("CARGO_BIN_EXE_weir-broker"))
         .arg("--help")
         .output()
@@ -903,6 +1009,7 @@ fn second_broker_on_the_same_data_dir_and_bad_config_exit_with_a_clear_error() {
         "--data-dir",
         "--listen",
         "--metrics-listen",
+        "--shard-port-base",
         "--cores",
         "--config",
         "--ready-file",
