@@ -69,7 +69,7 @@ pub struct LogConfig {
     /// A segment is rolled before an append would make it larger than this, in bytes.
     /// A single batch larger than the limit still gets a segment of its own.
     pub segment_bytes_max: u64,
-    /// A non-empty active segment whose first batch is older than this is rolled by
+    /// An active segment that has held data this long by the owner's clock is rolled by
     /// [`crate::PartitionLog::roll_if_due`], in milliseconds.
     pub segment_age_ms_max: Option<u64>,
     /// Oldest whole segments are deleted while the log is larger than this, in bytes.

@@ -160,7 +160,6 @@ pub(crate) struct RollbackPoint {
     pub(crate) index_entry_count: usize,
     pub(crate) size_bytes: u64,
     pub(crate) log_end_offset: i64,
-    pub(crate) first_timestamp_ms: Option<i64>,
 }
 
 /// The segment receiving appends.
@@ -193,8 +192,9 @@ pub(crate) struct ActiveSegment {
     pub(crate) time_written_entries: usize,
     /// Highest byte of the time index file ever written.
     pub(crate) time_high_water_bytes: u64,
-    /// Max timestamp of the segment's first batch: the segment's age for rolling.
-    pub(crate) first_timestamp_ms: Option<i64>,
+    /// The owner's clock (`now_ms` of [`PartitionLog::roll_if_due`]) when the segment was
+    /// first seen holding data: where its age for rolling counts from.
+    pub(crate) first_seen_ms: Option<i64>,
     pub(crate) rollback: Option<RollbackPoint>,
 }
 

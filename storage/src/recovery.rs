@@ -295,14 +295,11 @@ impl PartitionLog {
             }
         }
         let valid_end = outcome.end_position;
-        let first_timestamp_ms = match outcome.first_batch {
-            Some(first) => Some(first.max_timestamp),
-            None if valid_end > 0 => Some(
-                self.first_batch_timestamp(&log, &paths.log, base_offset)
-                    .await?,
-            ),
-            None => None,
-        };
+        if outcome.first_batch.is_none() && valid_end > 0 {
+            // The scan started at an index entry: check the segment's first batch too.
+            self.check_first_batch(&log, &paths.log, base_offset)
+                .await?;
+        }
         self.cut_log_file(&log, &paths.log, file_size, valid_end)
             .await?;
         self.cut_index_files(&index_file, &time_index_file, &paths, kept)
@@ -344,28 +341,26 @@ impl PartitionLog {
             index_high_water_bytes: (kept * INDEX_ENTRY_BYTES) as u64,
             time_written_entries: kept,
             time_high_water_bytes: (kept * TIME_INDEX_ENTRY_BYTES) as u64,
-            first_timestamp_ms,
+            first_seen_ms: None,
             rollback: None,
         });
         state.assert_offsets();
         Ok(())
     }
 
-    /// Max timestamp of the batch at position 0, checking it carries the file's base offset.
-    async fn first_batch_timestamp(
+    /// Checks that the batch at position 0 carries the file's base offset.
+    async fn check_first_batch(
         &self,
         log: &FileHandle,
         path: &std::path::Path,
         base_offset: i64,
-    ) -> Result<i64, OpenError> {
+    ) -> Result<(), OpenError> {
         let header = log
             .read_at(0, weir_proto::batch::BATCH_HEADER_BYTES)
             .await
             .map_err(|error| IoFailure::new(IoOperation::Read, path, Some(0), error))?;
-        let view = BatchHeader::view(&header)
-            .map(|header| (header.base_offset.get(), header.max_timestamp.get()));
-        match view {
-            Some((first_offset, max_timestamp)) if first_offset == base_offset => Ok(max_timestamp),
+        match BatchHeader::view(&header).map(|header| header.base_offset.get()) {
+            Some(first_offset) if first_offset == base_offset => Ok(()),
             _ => Err(Corruption {
                 path: path.to_path_buf(),
                 position: 0,

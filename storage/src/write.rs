@@ -292,7 +292,6 @@ impl PartitionLog {
                 index_entry_count: active.index.entries.len(),
                 size_bytes: active.size_bytes,
                 log_end_offset,
-                first_timestamp_ms: active.first_timestamp_ms,
             });
         }
         let position = active.size_bytes;
@@ -304,7 +303,6 @@ impl PartitionLog {
             active.index.push(entry, time);
         }
         active.size_bytes += size_bytes as u64;
-        active.first_timestamp_ms.get_or_insert(info.max_timestamp);
 
         let completion = (policy == FlushPolicy::Always).then(|| Rc::new(Cell::new(None)));
         state.unwritten.push_back(PendingBatch {
@@ -656,8 +654,10 @@ impl PartitionLog {
                     active.builder = point.builder;
                     active.index.truncate(point.index_entry_count);
                     active.size_bytes = point.size_bytes;
-                    active.first_timestamp_ms = point.first_timestamp_ms;
                     state.log_end_offset = point.log_end_offset;
+                    if active.size_bytes == 0 {
+                        active.first_seen_ms = None;
+                    }
                 }
                 let entries = active.index.entries.len();
                 active.index_written_entries = active.index_written_entries.min(entries);
@@ -707,20 +707,23 @@ impl PartitionLog {
         Ok(true)
     }
 
-    /// Rolls the active segment if it is non-empty and its first batch's max timestamp is at
-    /// least `segment_age_ms_max` before `now_ms`. Returns whether it rolled.
+    /// Rolls the active segment once it has held data for `segment_age_ms_max` by the owner's
+    /// clock. The segment's age counts from the first call that saw it non-empty (so the owner
+    /// calls this on a tick, and the age is exact to one tick); producers' timestamps play no
+    /// part, so a producer with a skewed clock cannot make segments roll early or late. After a
+    /// reopen the age of the recovered active segment counts from the first tick. Returns
+    /// whether it rolled.
     pub async fn roll_if_due(&self, now_ms: i64) -> Result<bool, AppendError> {
         let Some(age_ms_max) = self.config.segment_age_ms_max else {
             return Ok(false);
         };
         let due = || {
-            let state = self.state.borrow();
-            state.active.as_ref().is_some_and(|active| {
-                active.size_bytes > 0
-                    && active
-                        .first_timestamp_ms
-                        .is_some_and(|first| now_ms.saturating_sub(first) >= age_ms_max as i64)
-            })
+            let mut state = self.state.borrow_mut();
+            let Some(active) = state.active.as_mut().filter(|active| active.size_bytes > 0) else {
+                return false;
+            };
+            let first_seen_ms = *active.first_seen_ms.get_or_insert(now_ms);
+            now_ms.saturating_sub(first_seen_ms) >= age_ms_max as i64
         };
         if !due() {
             return Ok(false);
@@ -887,7 +890,7 @@ impl PartitionLog {
             index_high_water_bytes: 0,
             time_written_entries: 0,
             time_high_water_bytes: 0,
-            first_timestamp_ms: None,
+            first_seen_ms: None,
             rollback: None,
         });
         drop(state);

@@ -7,7 +7,7 @@ use common::{base_offset, batch, read_all, run, small_config, stored};
 use weir_storage::{FlushPolicy, LogConfig, PartitionLog, ReadError};
 
 #[test]
-fn roll_if_due_rolls_only_an_old_non_empty_segment() {
+fn roll_if_due_rolls_a_segment_that_has_held_data_long_enough() {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().to_path_buf();
     run(move || async move {
@@ -17,14 +17,20 @@ fn roll_if_due_rolls_only_an_old_non_empty_segment() {
         };
         let log = PartitionLog::open(&path, config).await.expect("open");
         assert!(
-            !log.roll_if_due(1_000_000).await.expect("roll"),
+            !log.roll_if_due(5_000).await.expect("roll"),
             "empty segment"
         );
-        log.append(batch(1, 1, 10, 10_000)).await.expect("append");
+        // The batch's own timestamp is far in the past: it does not age the segment.
+        log.append(batch(1, 1, 10, 1)).await.expect("append");
         assert!(
-            !log.roll_if_due(10_500).await.expect("roll"),
+            !log.roll_if_due(10_000).await.expect("roll"),
+            "first seen with data now"
+        );
+        assert!(
+            !log.roll_if_due(10_999).await.expect("roll"),
             "young segment"
         );
+        assert_eq!(log.stats().segment_count, 1);
         assert!(log.roll_if_due(11_000).await.expect("roll"), "old segment");
         assert_eq!(
             log.stats().segment_count,
@@ -35,10 +41,15 @@ fn roll_if_due_rolls_only_an_old_non_empty_segment() {
             !log.roll_if_due(20_000).await.expect("roll"),
             "nothing active"
         );
-        let info = log.append(batch(2, 1, 10, 20_000)).await.expect("append");
+        let info = log.append(batch(2, 1, 10, 1)).await.expect("append");
         assert_eq!(info.base_offset, 1);
         assert_eq!(log.stats().segment_count, 2);
         assert!(path.join(format!("{:020}.log", 1)).exists());
+        assert!(
+            !log.roll_if_due(20_500).await.expect("roll"),
+            "new segment first seen"
+        );
+        assert!(log.roll_if_due(21_500).await.expect("roll"));
         assert_eq!(read_all(&log, 0).await.len(), 2);
     });
 }
