@@ -184,6 +184,10 @@ pub(crate) struct ActiveSegment {
     /// The log file's bytes `[align_down(written_bytes), written_bytes)`: the partial last
     /// block, rewritten (byte-identical) in front of the next write.
     pub(crate) tail_block: Vec<u8>,
+    /// End of the furthest log write ever attempted in this segment. Bytes between the logical
+    /// end and this may hold batches of a failed cycle that were never acknowledged; the next
+    /// write zeroes them so a crash can never bring them back.
+    pub(crate) log_high_water_bytes: u64,
     /// Index entries written to the index file.
     pub(crate) index_written_entries: usize,
     /// Highest byte of the index file ever written (stale entries past the end are zeroed).

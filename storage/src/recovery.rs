@@ -337,6 +337,7 @@ impl PartitionLog {
             written_bytes: valid_end,
             durable_bytes: valid_end,
             tail_block,
+            log_high_water_bytes: valid_end,
             index_written_entries: kept,
             index_high_water_bytes: (kept * INDEX_ENTRY_BYTES) as u64,
             time_written_entries: kept,

@@ -454,10 +454,12 @@ impl PartitionLog {
         let Some((plan, outcome)) = self.run_detached(run_cycle_io(plan)).await else {
             let error = std::io::Error::other("the write task panicked");
             let failure = IoFailure::new(IoOperation::Write, &log_path, None, error);
-            self.fail_cycle(&failure);
+            self.fail_cycle(&failure, None);
             return Err(failure);
         };
         self.note_index_writes(&plan, outcome.index, outcome.time_index);
+        let attempted_end =
+            plan.log_position + plan.parts.iter().map(|part| part.len() as u64).sum::<u64>();
         if let Err(error) = outcome.log {
             let failure = IoFailure::new(
                 IoOperation::Write,
@@ -465,7 +467,7 @@ impl PartitionLog {
                 Some(plan.log_position),
                 error,
             );
-            self.fail_cycle(&failure);
+            self.fail_cycle(&failure, Some(attempted_end));
             return Err(failure);
         }
         if let Some((synced, elapsed)) = outcome.sync {
@@ -474,7 +476,7 @@ impl PartitionLog {
             self.counters.fsync_time_total.set(total);
             if let Err(error) = synced {
                 let failure = IoFailure::new(IoOperation::Sync, &plan.log_path, None, error);
-                self.fail_cycle(&failure);
+                self.fail_cycle(&failure, Some(attempted_end));
                 return Err(failure);
             }
         }
@@ -531,11 +533,17 @@ impl PartitionLog {
             return None;
         }
         let new_tail_block = last_partial_block(&parts, active.alignment);
+        let log_position = align_down(active.written_bytes, active.alignment);
+        if batch_count > 0 && new_written_bytes < active.log_high_water_bytes {
+            // Erase what a failed cycle may have left after the new end.
+            let stale_bytes = active.log_high_water_bytes - new_written_bytes;
+            parts.push(Bytes::from(vec![0u8; stale_bytes as usize]));
+        }
         Some(WritePlan {
             base_offset: active.base_offset,
             log: active.log.clone(),
             log_path: active.paths.log.clone(),
-            log_position: align_down(active.written_bytes, active.alignment),
+            log_position,
             parts,
             batch_count,
             new_written_bytes,
@@ -601,6 +609,11 @@ impl PartitionLog {
         );
         active.written_bytes = plan.new_written_bytes;
         active.tail_block = plan.new_tail_block;
+        let written_end =
+            plan.log_position + plan.parts.iter().map(|part| part.len() as u64).sum::<u64>();
+        if written_end >= active.log_high_water_bytes {
+            active.log_high_water_bytes = active.written_bytes;
+        }
         if plan.sync {
             active.durable_bytes = active.written_bytes;
         }
@@ -637,9 +650,14 @@ impl PartitionLog {
     /// Applies a failed cycle. Under [`FlushPolicy::Always`] nothing buffered was acknowledged:
     /// every buffered append fails and the segment returns to its last durable state. Under
     /// the other policies the buffered batches are acknowledged and stay for the next cycle.
-    fn fail_cycle(&self, failure: &IoFailure) {
+    fn fail_cycle(&self, failure: &IoFailure, attempted_end_bytes: Option<u64>) {
         bump(&self.counters.flush_error_count, 1);
         tracing::warn!(%failure, "log write cycle failed");
+        if let (Some(end), Some(active)) =
+            (attempted_end_bytes, self.state.borrow_mut().active.as_mut())
+        {
+            active.log_high_water_bytes = active.log_high_water_bytes.max(end);
+        }
         if self.config.flush == FlushPolicy::Always {
             let mut state = self.state.borrow_mut();
             let state = &mut *state;
@@ -886,6 +904,7 @@ impl PartitionLog {
             written_bytes: 0,
             durable_bytes: 0,
             tail_block: Vec::new(),
+            log_high_water_bytes: 0,
             index_written_entries: 0,
             index_high_water_bytes: 0,
             time_written_entries: 0,

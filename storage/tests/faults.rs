@@ -225,3 +225,56 @@ fn buffered_policies_keep_acknowledged_batches_through_a_full_disk() {
         });
     }
 }
+
+#[test]
+fn batches_of_a_failed_cycle_cannot_come_back_after_a_crash() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().to_path_buf();
+    run(move || async move {
+        let config = small_config(FlushPolicy::Always);
+        let (log, plan) = open_faulty(&path, config.clone()).await;
+        let log = Rc::new(log);
+        let first = batch(1, 2, 500, 1);
+        log.append(first.clone()).await.expect("append");
+        // The refused batch, and the one that replaces it, end exactly on a 4 KiB boundary, so
+        // the zero padding of the replacing write does not happen to erase what follows.
+        let value_bytes = (1..4000)
+            .find(|value_bytes| (first.len() + batch(2, 2, *value_bytes, 1).len()) & 4095 == 0)
+            .expect("a size that ends on a block boundary");
+        // Two appends share a cycle whose fdatasync fails: both are refused, but their bytes
+        // reached the file.
+        plan.fail_next_syncs(1);
+        let tasks: Vec<_> = [batch(2, 2, value_bytes, 1), batch(3, 2, 500, 1)]
+            .into_iter()
+            .map(|appended| {
+                let log = log.clone();
+                glommio::spawn_local(async move { log.append(appended).await })
+            })
+            .collect();
+        for task in tasks {
+            assert!(matches!(task.await, Err(AppendError::Io(_))), "refused");
+        }
+        assert_eq!(log.log_end_offset(), 2);
+        // Same size and record count as the first refused batch: it lands exactly where that
+        // one was, and the second refused batch would follow it in sequence.
+        let replacement = batch(4, 2, value_bytes, 1);
+        assert_eq!(
+            log.append(replacement.clone())
+                .await
+                .expect("append")
+                .base_offset,
+            2
+        );
+        // Crash: drop the log without closing it.
+        drop(log);
+        let log = PartitionLog::open(&path, config).await.expect("reopen");
+        let recovered = read_all(&log, 0).await;
+        assert!(
+            recovered == vec![stored(&first, 0), stored(&replacement, 2)],
+            "the refused batch stays gone: recovered {} batches, ending at offset {}",
+            recovered.len(),
+            log.log_end_offset()
+        );
+        assert_eq!(log.log_end_offset(), 4);
+    });
+}
