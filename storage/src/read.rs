@@ -221,11 +221,14 @@ impl PartitionLog {
         }
         let cached = state
             .tail_cache
-            .iter()
+            .iter_from(offset)
             .map(|batch| (batch.base_offset, batch.next_offset, &batch.bytes));
+        let first_buffered = state
+            .unwritten
+            .partition_point(|batch| batch.next_offset <= offset);
         let buffered = state
             .unwritten
-            .iter()
+            .range(first_buffered..)
             .map(|batch| (batch.base_offset, batch.next_offset, &batch.bytes));
         let mut batches = Vec::new();
         let mut total_bytes = 0usize;

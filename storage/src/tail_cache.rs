@@ -91,9 +91,13 @@ impl TailCache {
         self.batches.back().map(|batch| batch.next_offset)
     }
 
-    /// Cached batches in offset order.
-    pub(crate) fn iter(&self) -> impl Iterator<Item = &CachedBatch> {
-        self.batches.iter()
+    /// Cached batches in offset order, starting with the one that holds `offset` (found by
+    /// binary search, so a read at the tail does not walk the whole cache).
+    pub(crate) fn iter_from(&self, offset: i64) -> impl Iterator<Item = &CachedBatch> {
+        let first = self
+            .batches
+            .partition_point(|batch| batch.next_offset <= offset);
+        self.batches.range(first..)
     }
 
     /// Bytes held.
@@ -141,5 +145,35 @@ mod tests {
         assert_eq!(cache.first_offset(), Some(7));
         cache.drop_below(8);
         assert_eq!(cache.batch_count(), 0);
+    }
+
+    #[test]
+    fn iter_from_starts_at_the_batch_holding_the_offset() {
+        let mut cache = TailCache::new(1000);
+        for base_offset in [10, 13, 20] {
+            let next_offset = if base_offset == 20 {
+                25
+            } else {
+                base_offset + 3
+            };
+            let next_offset = if base_offset == 13 { 20 } else { next_offset };
+            cache.push(CachedBatch {
+                base_offset,
+                next_offset,
+                bytes: Bytes::from(vec![0u8; 10]),
+            });
+        }
+        let starts = |offset| {
+            cache
+                .iter_from(offset)
+                .map(|b| b.base_offset)
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(starts(9), vec![10, 13, 20]);
+        assert_eq!(starts(12), vec![10, 13, 20]);
+        assert_eq!(starts(13), vec![13, 20]);
+        assert_eq!(starts(19), vec![13, 20]);
+        assert_eq!(starts(24), vec![20]);
+        assert!(starts(25).is_empty());
     }
 }
