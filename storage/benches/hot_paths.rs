@@ -232,58 +232,60 @@ fn index_lookup(c: &mut Criterion, executor: &LocalExecutor) {
     });
 }
 
-/// `read` served from the tail cache (no disk I/O), 1 MiB per read, from the oldest and from
-/// the newest cached batch. The two differ by the cost of finding the first batch: the cache
-/// is walked from its oldest batch.
+/// `read` served from the tail cache (no disk I/O) of 1 KiB batches: 1 MiB from the oldest
+/// cached batch, and the newest batch alone, with a small (64 KiB) and a large (8 MiB) cache.
+/// The newest-batch reads differ by the cost of finding the first batch, which grows with the
+/// number of cached batches if the cache is walked from its oldest batch.
 fn tail_cache_read(c: &mut Criterion, executor: &LocalExecutor) {
     let root = tempfile::tempdir().expect("tempdir");
-    let cache_bytes: usize = if full_run() { 8 << 20 } else { 256 << 10 };
+    let large_cache_bytes: usize = if full_run() { 8 << 20 } else { 256 << 10 };
     let batch = make_batch(1, 1024);
-    let batch_count = cache_bytes / batch.len();
-    let config = LogConfig {
-        flush: FlushPolicy::Never,
-        tail_cache_bytes_max: cache_bytes,
-        write_buffer_bytes_max: 2 * cache_bytes,
-        ..LogConfig::default()
-    };
-    let log = filled_log(
-        executor,
-        &root.path().join("log"),
-        config,
-        &batch,
-        batch_count,
-    );
-    let stats = log.stats();
-    assert_eq!(
-        stats.tail_cache_batches, batch_count,
-        "everything is cached"
-    );
-    let last_offset = log.log_end_offset() - 1;
     let mut group = c.benchmark_group("tail_read");
-    for (name, offset, max_bytes) in [
-        ("oldest_1MiB", 0, 1 << 20),
-        ("newest_1batch", last_offset, 1),
-    ] {
-        group.bench_function(name, |b| {
-            b.iter_custom(|iterations| {
-                executor.run(async {
-                    let started = Instant::now();
-                    for _ in 0..iterations {
-                        let read = log.read(offset, max_bytes).await.expect("read");
-                        assert!(!read.batches.is_empty());
-                        black_box(read);
-                    }
-                    started.elapsed()
+    for (cache_name, cache_bytes) in [("64KiB", 64 << 10), ("8MiB", large_cache_bytes)] {
+        let batch_count = cache_bytes / batch.len();
+        let config = LogConfig {
+            flush: FlushPolicy::Never,
+            tail_cache_bytes_max: cache_bytes,
+            write_buffer_bytes_max: 2 * cache_bytes,
+            ..LogConfig::default()
+        };
+        let dir = root.path().join(cache_name);
+        let log = filled_log(executor, &dir, config, &batch, batch_count);
+        assert_eq!(
+            log.stats().tail_cache_batches,
+            batch_count,
+            "everything is cached"
+        );
+        let last_offset = log.log_end_offset() - 1;
+        let mut cases = vec![(format!("cache_{cache_name}/newest_1batch"), last_offset, 1)];
+        if cache_bytes == large_cache_bytes {
+            cases.push((format!("cache_{cache_name}/oldest_1MiB"), 0, 1 << 20));
+        }
+        for (name, offset, max_bytes) in cases {
+            group.bench_function(name, |b| {
+                b.iter_custom(|iterations| {
+                    executor.run(async {
+                        let started = Instant::now();
+                        for _ in 0..iterations {
+                            let read = log.read(offset, max_bytes).await.expect("read");
+                            assert!(!read.batches.is_empty());
+                            black_box(read);
+                        }
+                        started.elapsed()
+                    })
                 })
-            })
-        });
+            });
+        }
+        assert_eq!(
+            log.stats().tail_cache_misses,
+            0,
+            "every read was served from memory"
+        );
+        let read = executor.run(async { log.read(last_offset, 1).await.expect("read") });
+        assert_eq!(next_offset(&read.batches[0]), last_offset + 1);
+        executor.run(async { log.delete().await.expect("delete") });
     }
     group.finish();
-    let misses = log.stats().tail_cache_misses;
-    assert_eq!(misses, 0, "every read was served from memory");
-    let read = executor.run(async { log.read(last_offset, 1).await.expect("read") });
-    assert_eq!(next_offset(&read.batches[0]), last_offset + 1);
-    executor.run(async { log.delete().await.expect("delete") });
 }
 
 /// One glommio executor for the whole run: the benches that touch a log share it.

@@ -47,6 +47,10 @@ struct Args {
     /// Segment size in MiB (default: the log's default).
     #[arg(long)]
     segment_mib: Option<u64>,
+    /// The log's write buffer in MiB (default: the log's default): the most bytes one group
+    /// commit can write.
+    #[arg(long)]
+    write_buffer_mib: Option<usize>,
     /// Largest file fio writes, in GiB.
     #[arg(long, default_value = "4", value_parser = parse_gib)]
     fio_gib_max: u64,
@@ -84,6 +88,9 @@ fn main() -> anyhow::Result<()> {
     if let Some(segment_mib) = args.segment_mib {
         config.segment_bytes_max = segment_mib * MIB;
     }
+    if let Some(write_buffer_mib) = args.write_buffer_mib {
+        config.write_buffer_bytes_max = write_buffer_mib << 20;
+    }
     config.validate().context("log configuration")?;
     anyhow::ensure!(
         batch.len() <= config.batch_limits.batch_bytes_max as usize,
@@ -94,7 +101,7 @@ fn main() -> anyhow::Result<()> {
     let fio_bytes = args.total_gib.min(args.fio_gib_max);
     println!(
         "workload: 1 partition, {} records x {} B per batch ({} B batches, built once), \
-         {} appends in flight, flush={}, segment {} MiB, {:.2} GiB; fio: {:.2} GiB, bs=1M, \
+         {} appends in flight, flush={}, segment {} MiB, write buffer {} MiB, {:.2} GiB; fio: {:.2} GiB, bs=1M, \
          iodepth=4, fdatasync every 16 MiB, O_DIRECT, io_uring; scratch {}",
         args.records_per_batch,
         args.record_bytes,
@@ -102,6 +109,7 @@ fn main() -> anyhow::Result<()> {
         args.inflight,
         args.flush,
         config.segment_bytes_max / MIB,
+        config.write_buffer_bytes_max as u64 / MIB,
         args.total_gib as f64 / GIB as f64,
         fio_bytes as f64 / GIB as f64,
         scratch.path().display()
