@@ -95,6 +95,7 @@
 //! | --- | --- |
 //! | a torn batch, or garbage/zeros, after the last complete batch of the last segment | truncated at the first batch whose length, CRC or offset fails; the file is preallocated again and synced |
 //! | complete but unacknowledged batches at the tail (written, not yet synced) | kept if they pass the checks: they were never acknowledged, so keeping them is allowed |
+//! | batches of a refused cycle (written, then the fdatasync failed) past the log end | the next write zero-fills up to the furthest attempted write, so they cannot reappear; if the process dies before that, they are treated like any unacknowledged tail |
 //! | index entries that point past the recovered end, or at a wrong batch | dropped; the scan starts at the last entry that points at its batch and rebuilds the rest |
 //! | a missing or damaged index of the last segment | rebuilt by scanning the segment |
 //! | a missing or damaged index of a sealed segment | rebuilt (and written back) on first read, from a full scan of that segment |
