@@ -1,6 +1,12 @@
 //! The control plane: topic creation and deletion on shard 0, the catalog's only writer, and
 //! the publication of each new catalog snapshot to every shard.
 //!
+//! A CreateTopic carries only the settings its client chose ([`TopicConfigOverrides`]); this
+//! module resolves them against the broker's configured topic defaults
+//! ([`crate::config::Config::topic_defaults`]) into the [`TopicConfig`] the catalog stores and
+//! DescribeTopic and Metadata report, so a topic created without settings gets the operator's
+//! `--default-*` values.
+//!
 //! Invariants: catalog changes are serialized by shard 0's catalog lock; a change is persisted
 //! (temp file, fdatasync, rename, directory fsync) before it is published; the request is
 //! answered only after every shard applied the new snapshot (opened or deleted its partitions),
@@ -14,11 +20,11 @@ use std::sync::Arc;
 use tracing::{error, info};
 use weir_proto::wire::{
     CreateTopicRequest, CreateTopicResponse, DeleteTopicRequest, DeleteTopicResponse, ErrorCode,
-    FlushPolicy, TopicConfig as WireTopicConfig,
+    FlushPolicy, Limit, TopicConfig as WireTopicConfig, TopicConfigOverrides,
 };
 
 use crate::catalog::{self, Catalog, CatalogError};
-use crate::config::{FlushSetting, TopicConfig};
+use crate::config::{FlushSetting, TopicConfig, TopicConfigError};
 use crate::shard::{PeerReply, PeerRequest, Shard};
 
 /// The shard that owns the catalog.
@@ -42,35 +48,76 @@ pub fn to_wire_config(config: &TopicConfig) -> WireTopicConfig {
     }
 }
 
-/// The settings of a topic created with `partition_count` partitions and `wire` settings:
-/// `partition_count = 0` and `segment_bytes = 0` mean the broker's defaults; absent retention
-/// and segment age mean no limit.
-pub fn from_wire_config(
+/// The settings of a topic created with `partition_count` partitions and `overrides`: a partition
+/// count of 0 and every absent setting take `defaults`; [`Limit::Unlimited`] means no limit even
+/// where the default has one.
+///
+/// Refuses a limit of 0 and a flush interval of 0, which would otherwise be read as "no limit"
+/// or "sync constantly" by accident; the ranges of the result are checked by
+/// [`TopicConfig::check`] when the topic is added to the catalog.
+pub fn resolve_topic_config(
     partition_count: u32,
-    wire: &WireTopicConfig,
+    overrides: &TopicConfigOverrides,
     defaults: &TopicConfig,
-) -> TopicConfig {
-    TopicConfig {
+) -> Result<TopicConfig, TopicConfigError> {
+    let flush = match overrides.flush {
+        None => defaults.flush,
+        Some(FlushPolicy::Always) => FlushSetting::Always,
+        Some(FlushPolicy::Never) => FlushSetting::Never,
+        Some(FlushPolicy::Interval { interval_ms: 0 }) => {
+            return Err(TopicConfigError {
+                key: "flush",
+                value: "interval:0".to_string(),
+                reason: "the interval must be at least 1 ms".to_string(),
+            })
+        }
+        Some(FlushPolicy::Interval { interval_ms }) => FlushSetting::Interval {
+            interval_ms: u64::from(interval_ms),
+        },
+    };
+    Ok(TopicConfig {
         partitions: if partition_count == 0 {
             defaults.partitions
         } else {
             partition_count
         },
-        flush: match wire.flush {
-            FlushPolicy::Always => FlushSetting::Always,
-            FlushPolicy::Never => FlushSetting::Never,
-            FlushPolicy::Interval { interval_ms } => FlushSetting::Interval {
-                interval_ms: u64::from(interval_ms.max(1)),
-            },
-        },
-        retention_bytes_max: wire.retention_bytes.unwrap_or(0),
-        retention_ms_max: wire.retention_ms.unwrap_or(0),
-        segment_bytes_max: if wire.segment_bytes == 0 {
-            defaults.segment_bytes_max
-        } else {
-            wire.segment_bytes
-        },
-        segment_ms_max: wire.segment_ms.unwrap_or(0),
+        flush,
+        retention_bytes_max: resolve_limit(
+            "retention-bytes-max",
+            overrides.retention_bytes,
+            defaults.retention_bytes_max,
+        )?,
+        retention_ms_max: resolve_limit(
+            "retention-ms-max",
+            overrides.retention_ms,
+            defaults.retention_ms_max,
+        )?,
+        segment_bytes_max: overrides
+            .segment_bytes
+            .unwrap_or(defaults.segment_bytes_max),
+        segment_ms_max: resolve_limit(
+            "segment-ms-max",
+            overrides.segment_ms,
+            defaults.segment_ms_max,
+        )?,
+    })
+}
+
+/// One limit of [`resolve_topic_config`], in the catalog's form (0 = no limit).
+fn resolve_limit(
+    key: &'static str,
+    limit: Option<Limit>,
+    default: u64,
+) -> Result<u64, TopicConfigError> {
+    match limit {
+        None => Ok(default),
+        Some(Limit::Unlimited) => Ok(0),
+        Some(Limit::Value(0)) => Err(TopicConfigError {
+            key,
+            value: "0".to_string(),
+            reason: "must be at least 1; ask for unlimited to have no limit".to_string(),
+        }),
+        Some(Limit::Value(value)) => Ok(value),
     }
 }
 
@@ -113,11 +160,21 @@ async fn commit_catalog(shard: &Rc<Shard>, catalog: Catalog) -> Result<(), (Erro
 /// Creates a topic; must run on [`CATALOG_SHARD`].
 pub async fn create_topic(shard: &Rc<Shard>, request: CreateTopicRequest) -> CreateTopicResponse {
     debug_assert_eq!(shard.id, CATALOG_SHARD);
-    let config = from_wire_config(
+    let resolved = resolve_topic_config(
         request.partition_count,
         &request.config,
         &shard.config.topic_defaults,
     );
+    let config = match resolved {
+        Ok(config) => config,
+        Err(error) => {
+            return CreateTopicResponse {
+                error_code: ErrorCode::InvalidConfig,
+                error_message: error.to_string(),
+                topic_id: 0,
+            }
+        }
+    };
     let outcome = shard
         .with_catalog_lock(async {
             let current = shard.catalog();
@@ -195,37 +252,166 @@ pub async fn delete_topic(shard: &Rc<Shard>, request: DeleteTopicRequest) -> Del
 mod tests {
     use super::*;
 
-    #[test]
-    fn wire_config_round_trips_and_zero_means_default() {
-        let defaults = TopicConfig {
+    fn defaults() -> TopicConfig {
+        TopicConfig {
             partitions: 3,
-            flush: FlushSetting::Always,
-            retention_bytes_max: 0,
-            retention_ms_max: 0,
+            flush: FlushSetting::Never,
+            retention_bytes_max: 1 << 30,
+            retention_ms_max: 7 * 24 * 3600 * 1000,
             segment_bytes_max: 1 << 20,
-            segment_ms_max: 0,
-        };
+            segment_ms_max: 3_600_000,
+        }
+    }
+
+    #[test]
+    fn absent_settings_and_zero_partitions_take_the_broker_defaults() {
+        let resolved = resolve_topic_config(0, &TopicConfigOverrides::default(), &defaults());
+        assert_eq!(resolved, Ok(defaults()));
+    }
+
+    #[test]
+    fn each_override_replaces_only_its_own_setting() {
+        type Case = (
+            &'static str,
+            u32,
+            TopicConfigOverrides,
+            fn(&mut TopicConfig),
+        );
+        let cases: [Case; 8] = [
+            ("partitions", 5, TopicConfigOverrides::default(), |c| {
+                c.partitions = 5
+            }),
+            (
+                "flush always",
+                0,
+                TopicConfigOverrides {
+                    flush: Some(FlushPolicy::Always),
+                    ..TopicConfigOverrides::default()
+                },
+                |c| c.flush = FlushSetting::Always,
+            ),
+            (
+                "flush interval",
+                0,
+                TopicConfigOverrides {
+                    flush: Some(FlushPolicy::Interval { interval_ms: 20 }),
+                    ..TopicConfigOverrides::default()
+                },
+                |c| c.flush = FlushSetting::Interval { interval_ms: 20 },
+            ),
+            (
+                "unlimited retention bytes over a default limit",
+                0,
+                TopicConfigOverrides {
+                    retention_bytes: Some(Limit::Unlimited),
+                    ..TopicConfigOverrides::default()
+                },
+                |c| c.retention_bytes_max = 0,
+            ),
+            (
+                "retention bytes value",
+                0,
+                TopicConfigOverrides {
+                    retention_bytes: Some(Limit::Value(1000)),
+                    ..TopicConfigOverrides::default()
+                },
+                |c| c.retention_bytes_max = 1000,
+            ),
+            (
+                "unlimited retention age",
+                0,
+                TopicConfigOverrides {
+                    retention_ms: Some(Limit::Unlimited),
+                    ..TopicConfigOverrides::default()
+                },
+                |c| c.retention_ms_max = 0,
+            ),
+            (
+                "segment bytes",
+                0,
+                TopicConfigOverrides {
+                    segment_bytes: Some(1 << 21),
+                    ..TopicConfigOverrides::default()
+                },
+                |c| c.segment_bytes_max = 1 << 21,
+            ),
+            (
+                "roll by size only",
+                0,
+                TopicConfigOverrides {
+                    segment_ms: Some(Limit::Unlimited),
+                    ..TopicConfigOverrides::default()
+                },
+                |c| c.segment_ms_max = 0,
+            ),
+        ];
+        for (name, partitions, overrides, change) in cases {
+            let mut expected = defaults();
+            change(&mut expected);
+            assert_eq!(
+                resolve_topic_config(partitions, &overrides, &defaults()),
+                Ok(expected),
+                "{name}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_resolved_config_round_trips_through_explicit_overrides() {
         let custom = TopicConfig {
             partitions: 5,
             flush: FlushSetting::Interval { interval_ms: 20 },
-            retention_bytes_max: 1000,
+            retention_bytes_max: 0,
             retention_ms_max: 2000,
             segment_bytes_max: 1 << 21,
-            segment_ms_max: 3000,
+            segment_ms_max: 0,
         };
+        let overrides = TopicConfigOverrides::from(to_wire_config(&custom));
         assert_eq!(
-            from_wire_config(5, &to_wire_config(&custom), &defaults),
-            custom
+            resolve_topic_config(5, &overrides, &defaults()),
+            Ok(custom),
+            "every setting explicit: the defaults play no part"
         );
-        assert_eq!(
-            from_wire_config(3, &to_wire_config(&defaults), &defaults),
-            defaults
-        );
-        let mut wire = to_wire_config(&custom);
-        wire.segment_bytes = 0;
-        let resolved = from_wire_config(0, &wire, &defaults);
-        assert_eq!(resolved.partitions, 3);
-        assert_eq!(resolved.segment_bytes_max, 1 << 20);
-        assert_eq!(to_wire_config(&defaults).retention_bytes, None);
+        assert_eq!(to_wire_config(&custom).retention_bytes, None);
+        assert_eq!(to_wire_config(&custom).segment_ms, None);
+        assert_eq!(to_wire_config(&custom).retention_ms, Some(2000));
+    }
+
+    #[test]
+    fn zero_limits_and_a_zero_interval_are_refused_with_their_key() {
+        let cases = [
+            (
+                TopicConfigOverrides {
+                    flush: Some(FlushPolicy::Interval { interval_ms: 0 }),
+                    ..TopicConfigOverrides::default()
+                },
+                "flush",
+            ),
+            (
+                TopicConfigOverrides {
+                    retention_bytes: Some(Limit::Value(0)),
+                    ..TopicConfigOverrides::default()
+                },
+                "retention-bytes-max",
+            ),
+            (
+                TopicConfigOverrides {
+                    retention_ms: Some(Limit::Value(0)),
+                    ..TopicConfigOverrides::default()
+                },
+                "retention-ms-max",
+            ),
+            (
+                TopicConfigOverrides {
+                    segment_ms: Some(Limit::Value(0)),
+                    ..TopicConfigOverrides::default()
+                },
+                "segment-ms-max",
+            ),
+        ];
+        for (overrides, key) in cases {
+            let error = resolve_topic_config(1, &overrides, &defaults()).unwrap_err();
+            assert_eq!(error.key, key, "{overrides:?}");
+        }
     }
 }

@@ -14,12 +14,12 @@ use weir_proto::wire::{
     decode_response, Acks, ApiVersionsRequest, ApiVersionsResponse, CreateTopicRequest,
     CreateTopicResponse, DeleteTopicRequest, DeleteTopicResponse, DescribeTopicRequest,
     DescribeTopicResponse, ErrorCode, FetchPartition, FetchRequest, FetchResponse, FlushPolicy,
-    FrameDecoderConfig, ListOffsetsPartition, ListOffsetsRequest, ListOffsetsResponse,
+    FrameDecoderConfig, Limit, ListOffsetsPartition, ListOffsetsRequest, ListOffsetsResponse,
     ListTopicsRequest, ListTopicsResponse, MetadataRequest, MetadataResponse,
     OffsetCommitPartition, OffsetCommitRequest, OffsetCommitResponse, OffsetFetchPartition,
     OffsetFetchRequest, OffsetFetchResponse, OffsetQuery, Priority, ProducePartition,
     ProduceRequest, ProduceResponse, RequestMessage, ResponseError, ResponseFrameDecoder,
-    ResponseMessage, TopicConfig,
+    ResponseMessage, TopicConfig, TopicConfigOverrides,
 };
 
 const STARTUP_DEADLINE: Duration = Duration::from_secs(30);
@@ -249,21 +249,33 @@ impl Client {
     }
 }
 
-fn topic_config() -> TopicConfig {
-    TopicConfig {
-        flush: FlushPolicy::Always,
-        retention_bytes: None,
-        retention_ms: None,
-        segment_bytes: 1 << 20,
-        segment_ms: None,
+/// Flush always; everything else the broker's defaults.
+fn topic_settings() -> TopicConfigOverrides {
+    TopicConfigOverrides {
+        flush: Some(FlushPolicy::Always),
+        ..TopicConfigOverrides::default()
     }
+}
+
+fn describe(client: &mut Client, name: &str) -> (TopicConfig, usize) {
+    let described: DescribeTopicResponse = client.call(&DescribeTopicRequest {
+        name: name.to_string(),
+    });
+    assert_eq!(
+        described.error_code,
+        ErrorCode::None,
+        "describe {name}: {}",
+        described.error_message
+    );
+    let config = described.config.expect("a described topic has its config");
+    (config, described.partitions.len())
 }
 
 fn create_topic(client: &mut Client, name: &str, partitions: u32) -> u32 {
     let response: CreateTopicResponse = client.call(&CreateTopicRequest {
         name: name.to_string(),
         partition_count: partitions,
-        config: topic_config(),
+        config: topic_settings(),
     });
     assert_eq!(
         response.error_code,
@@ -373,13 +385,13 @@ fn produce_fetch_offsets_survive_restart_across_shards() {
     let duplicate: CreateTopicResponse = client.call(&CreateTopicRequest {
         name: "orders".into(),
         partition_count: 1,
-        config: topic_config(),
+        config: topic_settings(),
     });
     assert_eq!(duplicate.error_code, ErrorCode::TopicAlreadyExists);
     let bad_name: CreateTopicResponse = client.call(&CreateTopicRequest {
         name: "no/slashes".into(),
         partition_count: 1,
-        config: topic_config(),
+        config: topic_settings(),
     });
     assert_eq!(bad_name.error_code, ErrorCode::InvalidTopicName);
 
@@ -571,6 +583,120 @@ fn produce_fetch_offsets_survive_restart_across_shards() {
         data_dir.join("catalog.toml").exists(),
         "shutdown removes nothing"
     );
+}
+
+#[test]
+fn create_topic_takes_the_broker_defaults_for_what_it_leaves_out() {
+    const DAY_MS: u64 = 24 * 3600 * 1000;
+    let dir = tempfile::tempdir().unwrap();
+    let data_dir = dir.path().join("data");
+    let defaults = [
+        "--default-flush",
+        "never",
+        "--default-partitions",
+        "3",
+        "--default-retention-bytes-max",
+        "1073741824",
+    ];
+    let broker = start_with(&data_dir, 2, &defaults);
+    let mut client = broker.connect();
+
+    let created: CreateTopicResponse = client.call(&CreateTopicRequest {
+        name: "defaults".into(),
+        ..CreateTopicRequest::default()
+    });
+    assert_eq!(
+        created.error_code,
+        ErrorCode::None,
+        "{}",
+        created.error_message
+    );
+    let broker_defaults = TopicConfig {
+        flush: FlushPolicy::Never,
+        retention_bytes: Some(1 << 30),
+        retention_ms: Some(7 * DAY_MS),
+        segment_bytes: 1 << 20,
+        segment_ms: Some(7 * DAY_MS),
+    };
+    assert_eq!(describe(&mut client, "defaults"), (broker_defaults, 3));
+    let metadata: MetadataResponse = client.call(&MetadataRequest {
+        topics: vec!["defaults".into()],
+    });
+    assert_eq!(metadata.topics[0].config, Some(broker_defaults));
+    assert_eq!(metadata.topics[0].partitions.len(), 3);
+
+    let explicit = TopicConfig {
+        flush: FlushPolicy::Interval { interval_ms: 25 },
+        retention_bytes: None,
+        retention_ms: Some(60_000),
+        segment_bytes: 2 << 20,
+        segment_ms: None,
+    };
+    let created: CreateTopicResponse = client.call(&CreateTopicRequest {
+        name: "explicit".into(),
+        partition_count: 2,
+        config: TopicConfigOverrides::from(explicit),
+    });
+    assert_eq!(
+        created.error_code,
+        ErrorCode::None,
+        "{}",
+        created.error_message
+    );
+    assert_eq!(
+        describe(&mut client, "explicit"),
+        (explicit, 2),
+        "explicit values, unlimited ones included, override every default"
+    );
+
+    let created: CreateTopicResponse = client.call(&CreateTopicRequest {
+        name: "unlimited-size".into(),
+        partition_count: 0,
+        config: TopicConfigOverrides {
+            retention_bytes: Some(Limit::Unlimited),
+            ..TopicConfigOverrides::default()
+        },
+    });
+    assert_eq!(
+        created.error_code,
+        ErrorCode::None,
+        "{}",
+        created.error_message
+    );
+    let unlimited_size = TopicConfig {
+        retention_bytes: None,
+        ..broker_defaults
+    };
+    assert_eq!(
+        describe(&mut client, "unlimited-size"),
+        (unlimited_size, 3),
+        "unlimited overrides the default size limit and only that"
+    );
+
+    let refused: CreateTopicResponse = client.call(&CreateTopicRequest {
+        name: "zero-retention".into(),
+        partition_count: 1,
+        config: TopicConfigOverrides {
+            retention_bytes: Some(Limit::Value(0)),
+            ..TopicConfigOverrides::default()
+        },
+    });
+    assert_eq!(refused.error_code, ErrorCode::InvalidConfig);
+    assert!(
+        refused.error_message.contains("retention-bytes-max"),
+        "{}",
+        refused.error_message
+    );
+
+    // A topic keeps the settings it was created with when the broker's defaults change.
+    drop(client);
+    assert!(broker.stop().success());
+    let broker = start(&data_dir, 2);
+    let mut client = broker.connect();
+    assert_eq!(describe(&mut client, "defaults"), (broker_defaults, 3));
+    assert_eq!(describe(&mut client, "unlimited-size"), (unlimited_size, 3));
+    drop(client);
+    assert!(broker.stop().success());
 }
 
 #[test]

@@ -3,47 +3,122 @@
 //! [`Admin`] sends control requests to the bootstrap address (any shard serves them) and turns
 //! each response's error code into a typed [`Error`]. It refreshes the cluster's metadata after
 //! a create or delete so that producers and consumers sharing the cluster see the change at once.
-//! Invariant: an unset setting in [`TopicSettings`] is sent as the broker's documented default
-//! (the CreateTopic message carries every field).
+//! Invariant: a setting left unset in [`TopicSettings`] is left out of the CreateTopic request,
+//! so the broker fills in its own configured default (its `--default-*` settings); the client
+//! holds no copy of the broker's defaults that could disagree with them.
 
 use std::sync::Arc;
 
 use weir_proto::wire::{
-    CreateTopicRequest, DeleteTopicRequest, DescribeTopicRequest, ErrorCode, FlushPolicy,
-    ListTopicsRequest, TopicConfig, TopicId,
+    CreateTopicRequest, DeleteTopicRequest, DescribeTopicRequest, ErrorCode, FlushPolicy, Limit,
+    ListTopicsRequest, TopicConfig, TopicConfigOverrides, TopicId,
 };
 
 use crate::cluster::{ClientConfig, Cluster};
 use crate::error::Error;
 
-/// The broker's default segment size, used when [`TopicSettings::segment_bytes`] is unset.
-pub const SEGMENT_BYTES_DEFAULT: u64 = 256 * 1024 * 1024;
-/// The broker's default retention and segment age, seven days, used when unset.
-pub const RETENTION_MS_DEFAULT: u64 = 7 * 24 * 3600 * 1000;
-
-/// The settings of a new topic; `None` takes the default.
+/// The settings of a new topic. Each one is optional: `None` takes the broker's default, so the
+/// same code creates topics the way each broker's operator configured them.
+///
+/// Build with the field names or the chained setters:
+///
+/// ```
+/// use weir_client::{FlushPolicy, Limit, TopicSettings};
+///
+/// let settings = TopicSettings::new()
+///     .partitions(8)
+///     .flush(FlushPolicy::Never)
+///     .retention_bytes(Limit::Unlimited)
+///     .retention_ms(3_600_000);
+/// assert_eq!(settings.retention_ms, Some(Limit::Value(3_600_000)));
+/// assert_eq!(settings.segment_bytes, None); // the broker's default
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct TopicSettings {
-    /// When appends are made durable (default: always).
+    /// How many partitions the topic has, at least 1 (default: the broker's
+    /// `--default-partitions`).
+    pub partitions: Option<u32>,
+    /// When appends are made durable (default: the broker's `--default-flush`).
     pub flush: Option<FlushPolicy>,
-    /// The most bytes a partition retains (default: no limit).
-    pub retention_bytes: Option<u64>,
-    /// The age after which segments are deleted (default: seven days).
-    pub retention_ms: Option<u64>,
-    /// The size at which a new segment starts (default: 256 MiB).
+    /// The most bytes a partition retains before its oldest segments are deleted, or
+    /// [`Limit::Unlimited`] (default: the broker's `--default-retention-bytes-max`).
+    pub retention_bytes: Option<Limit>,
+    /// The age in milliseconds after which segments are deleted, or [`Limit::Unlimited`]
+    /// (default: the broker's `--default-retention-ms-max`).
+    pub retention_ms: Option<Limit>,
+    /// The size in bytes at which a new segment starts (default: the broker's
+    /// `--default-segment-bytes-max`).
     pub segment_bytes: Option<u64>,
+    /// The age in milliseconds at which a new segment starts, or [`Limit::Unlimited`] to roll by
+    /// size only (default: the broker's `--default-segment-ms-max`).
+    pub segment_ms: Option<Limit>,
 }
 
 impl TopicSettings {
-    /// Returns the wire configuration with defaults filled in.
-    pub fn to_config(&self) -> TopicConfig {
-        TopicConfig {
-            flush: self.flush.unwrap_or_default(),
-            retention_bytes: self.retention_bytes,
-            retention_ms: Some(self.retention_ms.unwrap_or(RETENTION_MS_DEFAULT)),
-            segment_bytes: self.segment_bytes.unwrap_or(SEGMENT_BYTES_DEFAULT),
-            segment_ms: Some(RETENTION_MS_DEFAULT),
+    /// Every setting the broker's default.
+    pub fn new() -> TopicSettings {
+        TopicSettings::default()
+    }
+
+    /// Sets the partition count (at least 1).
+    pub fn partitions(mut self, count: u32) -> TopicSettings {
+        self.partitions = Some(count);
+        self
+    }
+
+    /// Sets the flush policy.
+    pub fn flush(mut self, policy: FlushPolicy) -> TopicSettings {
+        self.flush = Some(policy);
+        self
+    }
+
+    /// Sets the retention by size: a byte count, or [`Limit::Unlimited`].
+    pub fn retention_bytes(mut self, limit: impl Into<Limit>) -> TopicSettings {
+        self.retention_bytes = Some(limit.into());
+        self
+    }
+
+    /// Sets the retention by age: milliseconds, or [`Limit::Unlimited`].
+    pub fn retention_ms(mut self, limit: impl Into<Limit>) -> TopicSettings {
+        self.retention_ms = Some(limit.into());
+        self
+    }
+
+    /// Sets the segment size in bytes.
+    pub fn segment_bytes(mut self, bytes: u64) -> TopicSettings {
+        self.segment_bytes = Some(bytes);
+        self
+    }
+
+    /// Sets the segment age: milliseconds, or [`Limit::Unlimited`] to roll by size only.
+    pub fn segment_ms(mut self, limit: impl Into<Limit>) -> TopicSettings {
+        self.segment_ms = Some(limit.into());
+        self
+    }
+
+    /// The CreateTopic request for a topic `name` with these settings; unset ones are left out
+    /// for the broker to fill in (a partition count of 0 on the wire).
+    ///
+    /// Fails on a partition count of 0, which the wire would read as "the broker's default".
+    pub fn to_request(&self, name: &str) -> Result<CreateTopicRequest, Error> {
+        if self.partitions == Some(0) {
+            return Err(Error::InvalidArgument(
+                "a topic needs at least one partition; leave the count unset for the broker's \
+                 default"
+                    .to_string(),
+            ));
         }
+        Ok(CreateTopicRequest {
+            name: name.to_string(),
+            partition_count: self.partitions.unwrap_or(0),
+            config: TopicConfigOverrides {
+                flush: self.flush,
+                retention_bytes: self.retention_bytes,
+                retention_ms: self.retention_ms,
+                segment_bytes: self.segment_bytes,
+                segment_ms: self.segment_ms,
+            },
+        })
     }
 }
 
@@ -93,7 +168,7 @@ pub struct TopicDescription {
 ///
 /// # async fn run() -> Result<(), weir_client::Error> {
 /// let admin = Admin::connect(ClientConfig::new("127.0.0.1:9347")).await?;
-/// let topic_id = admin.create_topic("events", 8, &TopicSettings::default()).await?;
+/// let topic_id = admin.create_topic("events", &TopicSettings::new().partitions(8)).await?;
 /// for topic in admin.list_topics().await? {
 ///     println!("{} (id {}): {} partitions", topic.name, topic.topic_id, topic.partition_count);
 /// }
@@ -122,25 +197,16 @@ impl Admin {
         &self.cluster
     }
 
-    /// Creates a topic with `partitions` partitions and returns its id.
+    /// Creates a topic with `settings` (unset ones take the broker's defaults) and returns its
+    /// id. [`Admin::describe_topic`] shows the settings it got.
     pub async fn create_topic(
         &self,
         name: &str,
-        partitions: u32,
         settings: &TopicSettings,
     ) -> Result<TopicId, Error> {
         weir_proto::wire::validate_topic_name(name)
             .map_err(|error| Error::InvalidArgument(error.to_string()))?;
-        if partitions == 0 {
-            return Err(Error::InvalidArgument(
-                "a topic needs at least one partition".to_string(),
-            ));
-        }
-        let request = CreateTopicRequest {
-            name: name.to_string(),
-            partition_count: partitions,
-            config: settings.to_config(),
-        };
+        let request = settings.to_request(name)?;
         let response = self.cluster.control_request(&request).await?;
         check(response.error_code, response.error_message, name)?;
         self.refresh_quietly().await;
@@ -215,5 +281,61 @@ fn check(code: ErrorCode, message: String, name: &str) -> Result<(), Error> {
             topic: name.to_string(),
         }),
         code => Err(Error::Broker { code, message }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unset_settings_are_left_for_the_broker() {
+        let request = TopicSettings::new().to_request("t").unwrap();
+        assert_eq!(
+            request.partition_count, 0,
+            "0 asks for the broker's default"
+        );
+        assert_eq!(request.config, TopicConfigOverrides::default());
+    }
+
+    #[test]
+    fn setters_and_fields_give_the_same_request() {
+        let chained = TopicSettings::new()
+            .partitions(4)
+            .flush(FlushPolicy::Interval { interval_ms: 10 })
+            .retention_bytes(Limit::Unlimited)
+            .retention_ms(60_000)
+            .segment_bytes(1 << 20)
+            .segment_ms(Limit::Unlimited);
+        let literal = TopicSettings {
+            partitions: Some(4),
+            flush: Some(FlushPolicy::Interval { interval_ms: 10 }),
+            retention_bytes: Some(Limit::Unlimited),
+            retention_ms: Some(Limit::Value(60_000)),
+            segment_bytes: Some(1 << 20),
+            segment_ms: Some(Limit::Unlimited),
+        };
+        assert_eq!(chained, literal);
+        let request = chained.to_request("t").unwrap();
+        assert_eq!(request.partition_count, 4);
+        assert_eq!(
+            request.config,
+            TopicConfigOverrides {
+                flush: Some(FlushPolicy::Interval { interval_ms: 10 }),
+                retention_bytes: Some(Limit::Unlimited),
+                retention_ms: Some(Limit::Value(60_000)),
+                segment_bytes: Some(1 << 20),
+                segment_ms: Some(Limit::Unlimited),
+            }
+        );
+    }
+
+    #[test]
+    fn zero_partitions_is_refused_rather_than_read_as_the_default() {
+        let error = TopicSettings::new()
+            .partitions(0)
+            .to_request("t")
+            .unwrap_err();
+        assert!(matches!(error, Error::InvalidArgument(_)), "{error}");
     }
 }

@@ -20,7 +20,7 @@
 //!
 //! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
 //! let cluster = Cluster::connect(ClientConfig::new("127.0.0.1:9347")).await?;
-//! Admin::new(cluster.clone()).create_topic("events", 4, &TopicSettings::default()).await?;
+//! Admin::new(cluster.clone()).create_topic("events", &TopicSettings::new().partitions(4)).await?;
 //!
 //! let producer = Producer::new(cluster.clone(), ProducerConfig::default())?;
 //! let written = producer
@@ -55,4 +55,4 @@ pub use error::{Error, ErrorCode, ProduceError};
 pub use partitioner::partition_for_key;
 pub use producer::{Delivery, Producer, ProducerConfig, RecordMetadata};
 pub use retry::{Retriable, RetryPolicy};
-pub use weir_proto::wire::{Acks, FlushPolicy, TopicConfig, TopicId};
+pub use weir_proto::wire::{Acks, FlushPolicy, Limit, TopicConfig, TopicConfigOverrides, TopicId};

@@ -2,8 +2,9 @@
 //!
 //! The fake serves one shard on a loopback port: ApiVersions, Metadata (topic "events" with
 //! `PARTITIONS` partitions), Produce (assigning offsets and keeping the batches), Fetch (serving
-//! them back, holding an empty answer for `max_wait_ms` like a long poll) and ListOffsets. Tests
-//! can make it fail produces with a retriable code, hold produce answers, or drop connections.
+//! them back, holding an empty answer for `max_wait_ms` like a long poll), ListOffsets and
+//! CreateTopic (recording the request). Tests can make it fail produces with a retriable code,
+//! hold produce answers, or drop connections.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -14,15 +15,17 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Notify;
 use weir_client::{
-    partition_for_key, ClientConfig, Cluster, Connection, ConnectionConfig, Consumer,
-    ConsumerConfig, Error, ErrorCode, ProduceError, Producer, ProducerConfig, Retriable, SeekTo,
+    partition_for_key, Admin, ClientConfig, Cluster, Connection, ConnectionConfig, Consumer,
+    ConsumerConfig, Error, ErrorCode, FlushPolicy, Limit, ProduceError, Producer, ProducerConfig,
+    Retriable, SeekTo, TopicSettings,
 };
 use weir_proto::batch::{set_base_offset, BatchIter, BatchLimits};
 use weir_proto::wire::{
-    ApiVersionsResponse, ErrorResponse, FetchPartitionResult, FetchRecords, FetchResponse,
-    FrameDecoderConfig, ListOffsetsPartitionResult, ListOffsetsResponse, MetadataRequest,
-    MetadataResponse, OffsetQuery, PartitionMetadata, ProducePartitionResult, ProduceResponse,
-    Request, RequestFrameDecoder, ResponseMessage, ShardMetadata, TopicMetadata,
+    ApiVersionsResponse, CreateTopicRequest, CreateTopicResponse, ErrorResponse,
+    FetchPartitionResult, FetchRecords, FetchResponse, FrameDecoderConfig,
+    ListOffsetsPartitionResult, ListOffsetsResponse, MetadataRequest, MetadataResponse,
+    OffsetQuery, PartitionMetadata, ProducePartitionResult, ProduceResponse, Request,
+    RequestFrameDecoder, ResponseMessage, ShardMetadata, TopicMetadata,
 };
 
 const TOPIC: &str = "events";
@@ -41,6 +44,8 @@ struct FakeState {
     /// While true, produce requests are read but not answered.
     hold_produce: bool,
     produce_requests: u32,
+    /// Every CreateTopic received, in order.
+    create_topic_requests: Vec<CreateTopicRequest>,
 }
 
 struct FakeBroker {
@@ -170,6 +175,16 @@ async fn serve(
                         })
                         .collect();
                     ListOffsetsResponse { entries }.encode_frame(correlation_id, 0, &mut out)
+                }
+                Request::CreateTopic(create) => {
+                    let mut state = state.lock().expect("fake state");
+                    state.create_topic_requests.push(create);
+                    CreateTopicResponse {
+                        error_code: ErrorCode::None,
+                        error_message: String::new(),
+                        topic_id: 100 + state.create_topic_requests.len() as u32,
+                    }
+                    .encode_frame(correlation_id, 0, &mut out)
                 }
                 _ => ErrorResponse::new(&frame.header, ErrorCode::UnknownApiKey, "not in the fake")
                     .encode_frame(correlation_id, 0, &mut out),
@@ -812,4 +827,47 @@ async fn connecting_to_a_closed_port_is_a_clear_retriable_error() {
         .to_string()
         .starts_with(&format!("cannot connect to broker {address}")));
     assert!(error.is_retriable());
+}
+
+#[tokio::test]
+async fn create_topic_sends_only_the_settings_given() {
+    let broker = FakeBroker::start().await;
+    let admin = within(Admin::connect(client_config(&broker.address)))
+        .await
+        .expect("connect");
+    let first = within(admin.create_topic("plain", &TopicSettings::new()))
+        .await
+        .expect("create with the broker's defaults");
+    let chosen = TopicSettings::new()
+        .partitions(6)
+        .flush(FlushPolicy::Never)
+        .retention_bytes(Limit::Unlimited)
+        .segment_ms(60_000);
+    let second = within(admin.create_topic("chosen", &chosen))
+        .await
+        .expect("create with settings");
+    assert_eq!((first, second), (101, 102), "the broker's topic ids");
+    let refused = within(admin.create_topic("zero", &TopicSettings::new().partitions(0))).await;
+    assert!(
+        matches!(refused, Err(Error::InvalidArgument(_))),
+        "{refused:?}"
+    );
+
+    let requests = broker.state().create_topic_requests.clone();
+    assert_eq!(requests.len(), 2, "a refused setting sends nothing");
+    assert_eq!(
+        requests[0],
+        CreateTopicRequest {
+            name: "plain".into(),
+            ..CreateTopicRequest::default()
+        },
+        "no partition count, no settings: all the broker's defaults"
+    );
+    assert_eq!(requests[1].partition_count, 6);
+    let config = requests[1].config;
+    assert_eq!(config.flush, Some(FlushPolicy::Never));
+    assert_eq!(config.retention_bytes, Some(Limit::Unlimited));
+    assert_eq!(config.retention_ms, None);
+    assert_eq!(config.segment_bytes, None);
+    assert_eq!(config.segment_ms, Some(Limit::Value(60_000)));
 }

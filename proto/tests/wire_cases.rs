@@ -133,18 +133,98 @@ fn malformed_cases() -> Vec<MalformedCase> {
             },
         },
         MalformedCase {
-            name: "create topic with flush tag 3",
+            name: "create topic with flush presence tag 2",
             api_key: ApiKey::CreateTopic,
-            body: cat(&[&[0, 1], b"t", &[0, 0, 0, 1], &[3]]),
-            field: "topic_config.flush",
+            body: cat(&[&[0, 1], b"t", &[0, 0, 0, 1], &[2]]),
+            field: "topic_config_overrides.flush",
+            kind: |kind| matches!(kind, DecodeErrorKind::InvalidTag { tag: 2 }),
+        },
+        MalformedCase {
+            name: "create topic with a present flush of tag 3",
+            api_key: ApiKey::CreateTopic,
+            body: cat(&[&[0, 1], b"t", &[0, 0, 0, 1], &[1, 3]]),
+            field: "topic_config_overrides.flush",
             kind: |kind| matches!(kind, DecodeErrorKind::InvalidTag { tag: 3 }),
         },
         MalformedCase {
-            name: "create topic with optional-value tag 2",
+            name: "create topic with a truncated flush interval",
+            api_key: ApiKey::CreateTopic,
+            body: cat(&[&[0, 1], b"t", &[0, 0, 0, 1], &[1, 1], &[0, 0]]),
+            field: "topic_config_overrides.flush.interval_ms",
+            kind: |kind| {
+                matches!(
+                    kind,
+                    DecodeErrorKind::Truncated {
+                        needed_bytes: 4,
+                        remaining_bytes: 2
+                    }
+                )
+            },
+        },
+        MalformedCase {
+            name: "create topic with retention bytes presence tag 2",
             api_key: ApiKey::CreateTopic,
             body: cat(&[&[0, 1], b"t", &[0, 0, 0, 1], &[0], &[2]]),
-            field: "topic_config.retention_bytes",
+            field: "topic_config_overrides.retention_bytes",
             kind: |kind| matches!(kind, DecodeErrorKind::InvalidTag { tag: 2 }),
+        },
+        MalformedCase {
+            name: "create topic with retention bytes limit tag 2",
+            api_key: ApiKey::CreateTopic,
+            body: cat(&[&[0, 1], b"t", &[0, 0, 0, 1], &[0], &[1, 2]]),
+            field: "topic_config_overrides.retention_bytes",
+            kind: |kind| matches!(kind, DecodeErrorKind::InvalidTag { tag: 2 }),
+        },
+        MalformedCase {
+            name: "create topic with a truncated retention ms value",
+            api_key: ApiKey::CreateTopic,
+            body: cat(&[&[0, 1], b"t", &[0, 0, 0, 1], &[0, 0], &[1, 1], &[0, 0, 0]]),
+            field: "topic_config_overrides.retention_ms",
+            kind: |kind| {
+                matches!(
+                    kind,
+                    DecodeErrorKind::Truncated {
+                        needed_bytes: 8,
+                        remaining_bytes: 3
+                    }
+                )
+            },
+        },
+        MalformedCase {
+            name: "create topic with segment bytes presence tag 9",
+            api_key: ApiKey::CreateTopic,
+            body: cat(&[&[0, 1], b"t", &[0, 0, 0, 1], &[0, 0, 0], &[9]]),
+            field: "topic_config_overrides.segment_bytes",
+            kind: |kind| matches!(kind, DecodeErrorKind::InvalidTag { tag: 9 }),
+        },
+        MalformedCase {
+            name: "create topic with segment ms limit tag 7",
+            api_key: ApiKey::CreateTopic,
+            body: cat(&[&[0, 1], b"t", &[0, 0, 0, 1], &[0, 0, 0, 0], &[1, 7]]),
+            field: "topic_config_overrides.segment_ms",
+            kind: |kind| matches!(kind, DecodeErrorKind::InvalidTag { tag: 7 }),
+        },
+        MalformedCase {
+            name: "create topic cut before the segment ms override",
+            api_key: ApiKey::CreateTopic,
+            body: cat(&[&[0, 1], b"t", &[0, 0, 0, 1], &[0, 0, 0, 0]]),
+            field: "topic_config_overrides.segment_ms",
+            kind: |kind| {
+                matches!(
+                    kind,
+                    DecodeErrorKind::Truncated {
+                        needed_bytes: 1,
+                        remaining_bytes: 0
+                    }
+                )
+            },
+        },
+        MalformedCase {
+            name: "create topic with a byte after its overrides",
+            api_key: ApiKey::CreateTopic,
+            body: cat(&[&[0, 1], b"t", &[0, 0, 0, 1], &[0, 0, 0, 0, 0], &[0]]),
+            field: "create_topic_request",
+            kind: |kind| matches!(kind, DecodeErrorKind::TrailingBytes { trailing_bytes: 1 }),
         },
         MalformedCase {
             name: "list offsets timestamp -3",
@@ -827,6 +907,75 @@ fn topic_names_follow_the_rule() {
         assert_eq!(error, expected, "{name:?}");
         assert_eq!(error.error_code(), ErrorCode::InvalidTopicName);
     }
+}
+
+#[test]
+fn create_topic_overrides_have_the_documented_layout() {
+    let encode = |request: &CreateTopicRequest| {
+        let mut bytes = BytesMut::new();
+        request.encode(&mut bytes).unwrap();
+        bytes.to_vec()
+    };
+    // Nothing given: partition count 0 and five absent settings, all the broker's defaults.
+    let defaults = CreateTopicRequest {
+        name: "t".into(),
+        ..CreateTopicRequest::default()
+    };
+    assert_eq!(
+        encode(&defaults),
+        cat(&[&[0, 1], b"t", &[0, 0, 0, 0], &[0, 0, 0, 0, 0]])
+    );
+    // PROTOCOL.md's example: flush never, explicitly unlimited retention bytes, the rest default.
+    let example = TopicConfigOverrides {
+        flush: Some(FlushPolicy::Never),
+        retention_bytes: Some(Limit::Unlimited),
+        ..TopicConfigOverrides::default()
+    };
+    let example_bytes = encode(&CreateTopicRequest {
+        config: example,
+        ..defaults.clone()
+    });
+    assert_eq!(example_bytes[7..], [1, 2, 1, 0, 0, 0, 0]);
+    let explicit = CreateTopicRequest {
+        name: "t".into(),
+        partition_count: 3,
+        config: TopicConfigOverrides {
+            flush: Some(FlushPolicy::Interval { interval_ms: 258 }),
+            retention_bytes: Some(Limit::Unlimited),
+            retention_ms: Some(Limit::Value(5)),
+            segment_bytes: Some(65_536),
+            segment_ms: None,
+        },
+    };
+    assert_eq!(
+        encode(&explicit),
+        cat(&[
+            &[0, 1],
+            b"t",
+            &[0, 0, 0, 3],
+            &[1, 1, 0, 0, 1, 2],             // flush: present, interval, 258 ms
+            &[1, 0],                         // retention_bytes: present, unlimited
+            &[1, 1, 0, 0, 0, 0, 0, 0, 0, 5], // retention_ms: present, value 5
+            &[1, 0, 0, 0, 0, 0, 1, 0, 0],    // segment_bytes: present, 65536
+            &[0],                            // segment_ms: the broker's default
+        ])
+    );
+    for request in [defaults, explicit] {
+        let header = RequestHeader::new(ApiKey::CreateTopic, 0, 1, Priority::Normal);
+        let decoded = Request::decode(&header, &body(&encode(&request))).unwrap();
+        assert_eq!(decoded, Request::CreateTopic(request));
+    }
+}
+
+#[test]
+fn limits_convert_to_and_from_resolved_settings() {
+    assert_eq!(Limit::Unlimited.value(), None);
+    assert_eq!(Limit::Value(7).value(), Some(7));
+    assert_eq!(Limit::from_value(None), Limit::Unlimited);
+    assert_eq!(Limit::from_value(Some(0)), Limit::Value(0));
+    assert_eq!(Limit::from(5u64), Limit::Value(5));
+    assert_eq!(Limit::Unlimited.to_string(), "unlimited");
+    assert_eq!(Limit::Value(42).to_string(), "42");
 }
 
 #[test]

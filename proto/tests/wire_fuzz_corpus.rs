@@ -26,6 +26,18 @@ fn config() -> TopicConfig {
     }
 }
 
+/// Overrides with every form: a flush policy, explicit unlimited, a value, and two settings left
+/// to the broker.
+fn overrides() -> TopicConfigOverrides {
+    TopicConfigOverrides {
+        flush: Some(FlushPolicy::Interval { interval_ms: 50 }),
+        retention_bytes: Some(Limit::Unlimited),
+        retention_ms: Some(Limit::Value(3_600_000)),
+        segment_bytes: None,
+        segment_ms: None,
+    }
+}
+
 fn sample_requests() -> Vec<(&'static str, Request)> {
     vec![
         (
@@ -48,7 +60,7 @@ fn sample_requests() -> Vec<(&'static str, Request)> {
             CreateTopicRequest {
                 name: "orders".into(),
                 partition_count: 12,
-                config: config(),
+                config: overrides(),
             }
             .into(),
         ),
@@ -142,6 +154,14 @@ fn sample_requests() -> Vec<(&'static str, Request)> {
             OffsetFetchRequest {
                 group_id: "billing".into(),
                 entries: vec![],
+            }
+            .into(),
+        ),
+        (
+            "create_topic_broker_defaults",
+            CreateTopicRequest {
+                name: "events".into(),
+                ..CreateTopicRequest::default()
             }
             .into(),
         ),

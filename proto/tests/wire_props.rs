@@ -61,6 +61,32 @@ fn topic_config() -> impl Strategy<Value = TopicConfig> {
         )
 }
 
+fn limit() -> impl Strategy<Value = Limit> {
+    prop_oneof![Just(Limit::Unlimited), any::<u64>().prop_map(Limit::Value),]
+}
+
+/// Overrides with each setting absent, unlimited or a value in turn.
+fn topic_config_overrides() -> impl Strategy<Value = TopicConfigOverrides> {
+    (
+        option::of(flush_policy()),
+        option::of(limit()),
+        option::of(limit()),
+        option::of(any::<u64>()),
+        option::of(limit()),
+    )
+        .prop_map(
+            |(flush, retention_bytes, retention_ms, segment_bytes, segment_ms)| {
+                TopicConfigOverrides {
+                    flush,
+                    retention_bytes,
+                    retention_ms,
+                    segment_bytes,
+                    segment_ms,
+                }
+            },
+        )
+}
+
 fn api_versions_request() -> impl Strategy<Value = ApiVersionsRequest> {
     (text(20), text(20)).prop_map(|(client_id, client_software)| ApiVersionsRequest {
         client_id,
@@ -128,13 +154,13 @@ fn metadata_response() -> impl Strategy<Value = MetadataResponse> {
 }
 
 fn create_topic_request() -> impl Strategy<Value = CreateTopicRequest> {
-    (text(24), any::<u32>(), topic_config()).prop_map(|(name, partition_count, config)| {
-        CreateTopicRequest {
+    (text(24), any::<u32>(), topic_config_overrides()).prop_map(
+        |(name, partition_count, config)| CreateTopicRequest {
             name,
             partition_count,
             config,
-        }
-    })
+        },
+    )
 }
 
 fn create_topic_response() -> impl Strategy<Value = CreateTopicResponse> {
@@ -688,6 +714,16 @@ proptest! {
                                correlation_id in any::<u32>(), priority in priority(), throttle in any::<u32>()) {
         check_request(request, correlation_id, priority);
         check_response(response, correlation_id, throttle);
+    }
+
+    #[test]
+    fn overrides_from_a_config_give_every_setting_as_it_is(config in topic_config()) {
+        let overrides = TopicConfigOverrides::from(config);
+        prop_assert_eq!(overrides.flush, Some(config.flush));
+        prop_assert_eq!(overrides.retention_bytes.map(Limit::value), Some(config.retention_bytes));
+        prop_assert_eq!(overrides.retention_ms.map(Limit::value), Some(config.retention_ms));
+        prop_assert_eq!(overrides.segment_bytes, Some(config.segment_bytes));
+        prop_assert_eq!(overrides.segment_ms.map(Limit::value), Some(config.segment_ms));
     }
 
     #[test]

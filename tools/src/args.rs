@@ -7,6 +7,7 @@
 use clap::{Args, Parser, Subcommand};
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
+use weir_proto::wire::Limit;
 
 /// The broker address used when neither `--broker` nor `WEIR_BROKER` is given.
 pub const DEFAULT_BROKER: &str = "127.0.0.1:9347";
@@ -56,27 +57,49 @@ pub enum TopicCommand {
     },
 }
 
-/// Arguments of `weir topic create`.
+/// Arguments of `weir topic create`. Every setting left out takes the broker's default (its
+/// `--default-*` settings); `weir topic describe` shows what the topic got.
 #[derive(Debug, Args)]
 pub struct CreateTopicArgs {
     /// The topic's name.
     pub name: String,
-    /// The number of partitions.
-    #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
-    pub partitions: u32,
+    /// The number of partitions [default: the broker's --default-partitions].
+    #[arg(long, value_name = "COUNT", value_parser = clap::value_parser!(u32).range(1..))]
+    pub partitions: Option<u32>,
     /// When appended records are made durable: `always` (fdatasync before acknowledging),
-    /// `interval:<ms>`, or `never` (the OS decides). The broker's default applies when omitted.
-    #[arg(long, value_parser = parse_flush)]
+    /// `interval:<ms>`, or `never` (the OS decides) [default: the broker's --default-flush].
+    #[arg(long, value_name = "POLICY", value_parser = parse_flush)]
     pub flush: Option<FlushArg>,
-    /// Delete the oldest segments once a partition holds more than this many bytes.
-    #[arg(long)]
-    pub retention_bytes: Option<u64>,
-    /// Delete segments whose records are all older than this many milliseconds.
-    #[arg(long)]
-    pub retention_ms: Option<u64>,
-    /// Roll to a new segment file once the active one reaches this many bytes.
-    #[arg(long)]
+    /// Delete the oldest segments once a partition holds more than this many bytes, or
+    /// `unlimited` [default: the broker's --default-retention-bytes-max].
+    #[arg(long, value_name = "BYTES|unlimited", value_parser = parse_limit)]
+    pub retention_bytes: Option<Limit>,
+    /// Delete segments whose records are all older than this many milliseconds, or `unlimited`
+    /// [default: the broker's --default-retention-ms-max].
+    #[arg(long, value_name = "MS|unlimited", value_parser = parse_limit)]
+    pub retention_ms: Option<Limit>,
+    /// Roll to a new segment file once the active one reaches this many bytes
+    /// [default: the broker's --default-segment-bytes-max].
+    #[arg(long, value_name = "BYTES", value_parser = clap::value_parser!(u64).range(1..))]
     pub segment_bytes: Option<u64>,
+    /// Roll to a new segment file once the active one is this many milliseconds old, or
+    /// `unlimited` to roll by size only [default: the broker's --default-segment-ms-max].
+    #[arg(long, value_name = "MS|unlimited", value_parser = parse_limit)]
+    pub segment_ms: Option<Limit>,
+}
+
+/// Parses a limit: `unlimited`, or a whole number of at least 1.
+pub fn parse_limit(text: &str) -> Result<Limit, String> {
+    if text == "unlimited" {
+        return Ok(Limit::Unlimited);
+    }
+    match text.parse::<u64>() {
+        Ok(0) => Err("a limit of 0 would keep nothing; for no limit say unlimited".to_string()),
+        Ok(value) => Ok(Limit::Value(value)),
+        Err(_) => Err(format!(
+            "expected a whole number or unlimited, got {text:?}"
+        )),
+    }
 }
 
 /// The `--flush` policy of a topic.
@@ -281,6 +304,65 @@ mod tests {
     }
 
     #[test]
+    fn limit_accepts_unlimited_and_positive_numbers_only() {
+        assert_eq!(parse_limit("unlimited"), Ok(Limit::Unlimited));
+        assert_eq!(parse_limit("1"), Ok(Limit::Value(1)));
+        assert_eq!(
+            parse_limit("18446744073709551615"),
+            Ok(Limit::Value(u64::MAX))
+        );
+        for text in [
+            "",
+            "0",
+            "-1",
+            "Unlimited",
+            "none",
+            "1e6",
+            "10MB",
+            "18446744073709551616",
+        ] {
+            assert!(parse_limit(text).is_err(), "{text:?} should be rejected");
+        }
+    }
+
+    #[test]
+    fn topic_create_needs_only_a_name() {
+        let cli = parse(&["topic", "create", "events"]).expect("valid command line");
+        let Command::Topic(TopicCommand::Create(create)) = cli.command else {
+            panic!("expected topic create, got {:?}", cli.command);
+        };
+        assert_eq!(create.name, "events");
+        assert_eq!(create.partitions, None);
+        assert_eq!(create.flush, None);
+        assert_eq!(create.retention_bytes, None);
+        assert_eq!(create.retention_ms, None);
+        assert_eq!(create.segment_bytes, None);
+        assert_eq!(create.segment_ms, None);
+    }
+
+    #[test]
+    fn topic_create_accepts_unlimited_limits() {
+        let cli = parse(&[
+            "topic",
+            "create",
+            "events",
+            "--retention-bytes",
+            "unlimited",
+            "--retention-ms",
+            "unlimited",
+            "--segment-ms",
+            "unlimited",
+        ])
+        .expect("valid command line");
+        let Command::Topic(TopicCommand::Create(create)) = cli.command else {
+            panic!("expected topic create, got {:?}", cli.command);
+        };
+        assert_eq!(create.retention_bytes, Some(Limit::Unlimited));
+        assert_eq!(create.retention_ms, Some(Limit::Unlimited));
+        assert_eq!(create.segment_ms, Some(Limit::Unlimited));
+    }
+
+    #[test]
     fn topic_create_parses_all_options() {
         let cli = parse(&[
             "--broker",
@@ -298,6 +380,8 @@ mod tests {
             "3600000",
             "--segment-bytes",
             "65536",
+            "--segment-ms",
+            "600000",
         ])
         .expect("valid command line");
         assert_eq!(cli.broker, "10.0.0.1:1");
@@ -305,18 +389,44 @@ mod tests {
             panic!("expected topic create, got {:?}", cli.command);
         };
         assert_eq!(create.name, "events");
-        assert_eq!(create.partitions, 8);
+        assert_eq!(create.partitions, Some(8));
         assert_eq!(create.flush, Some(FlushArg::IntervalMs(100)));
-        assert_eq!(create.retention_bytes, Some(1_000_000));
-        assert_eq!(create.retention_ms, Some(3_600_000));
+        assert_eq!(create.retention_bytes, Some(Limit::Value(1_000_000)));
+        assert_eq!(create.retention_ms, Some(Limit::Value(3_600_000)));
         assert_eq!(create.segment_bytes, Some(65_536));
+        assert_eq!(create.segment_ms, Some(Limit::Value(600_000)));
     }
 
     #[test]
-    fn topic_create_requires_a_positive_partition_count() {
-        assert!(parse(&["topic", "create", "events"]).is_err());
-        assert!(parse(&["topic", "create", "events", "--partitions", "0"]).is_err());
-        assert!(parse(&["topic", "create", "events", "--partitions", "-3"]).is_err());
+    fn topic_create_rejects_zero_and_unlimited_where_they_mean_nothing() {
+        for args in [
+            &["--partitions", "0"][..],
+            &["--partitions", "-3"],
+            &["--partitions", "unlimited"],
+            &["--segment-bytes", "0"],
+            &["--segment-bytes", "unlimited"],
+            &["--retention-bytes", "0"],
+            &["--retention-ms", "0"],
+            &["--segment-ms", "0"],
+        ] {
+            let mut line = vec!["topic", "create", "events"];
+            line.extend_from_slice(args);
+            assert!(parse(&line).is_err(), "{args:?} should be rejected");
+        }
+    }
+
+    #[test]
+    fn topic_create_help_says_what_an_omitted_setting_means() {
+        let error = parse(&["topic", "create", "--help"]).expect_err("--help exits through clap");
+        let help = error.to_string();
+        for needle in [
+            "--retention-bytes <BYTES|unlimited>",
+            "--segment-ms <MS|unlimited>",
+            "the broker's --default-partitions",
+            "the broker's --default-flush",
+        ] {
+            assert!(help.contains(needle), "help lacks {needle:?}:\n{help}");
+        }
     }
 
     #[test]

@@ -167,18 +167,26 @@ async fn create_topic(admin: &Admin, create: CreateTopicArgs) -> Result<()> {
         }),
     };
     let settings = TopicSettings {
+        partitions: create.partitions,
         flush,
         retention_bytes: create.retention_bytes,
         retention_ms: create.retention_ms,
         segment_bytes: create.segment_bytes,
+        segment_ms: create.segment_ms,
     };
-    let topic_id = admin
-        .create_topic(&create.name, create.partitions, &settings)
-        .await?;
-    eprintln!(
-        "created topic \"{}\" (id {topic_id}, {} partitions)",
-        create.name, create.partitions
-    );
+    let topic_id = admin.create_topic(&create.name, &settings).await?;
+    // The broker chose whatever was left out; say what the topic got.
+    match admin.describe_topic(&create.name).await {
+        Ok(description) => eprintln!(
+            "created topic \"{}\" (id {topic_id}, {} partitions)",
+            create.name,
+            description.partitions.len()
+        ),
+        Err(error) => eprintln!(
+            "created topic \"{}\" (id {topic_id}); cannot describe it: {error}",
+            create.name
+        ),
+    }
     Ok(())
 }
 

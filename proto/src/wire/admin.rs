@@ -8,17 +8,18 @@ use super::api::ApiKey;
 use super::codec::{DecodeError, Element, EncodeError, Reader, Writer};
 use super::error_code::ErrorCode;
 use super::message::wire_message;
-use super::topic::{TopicConfig, TopicId};
+use super::topic::{TopicConfig, TopicConfigOverrides, TopicId};
 
-/// Creates a topic with `partition_count` partitions and the given configuration.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+/// Creates a topic with `partition_count` partitions and the settings in `config`; whatever the
+/// request leaves out, the broker fills in from its own defaults.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Default)]
 pub struct CreateTopicRequest {
     /// The new topic's name (checked with [`crate::wire::validate_topic_name`]).
     pub name: String,
-    /// How many partitions it has.
+    /// How many partitions it has; 0 = the broker's default.
     pub partition_count: u32,
-    /// Its configuration.
-    pub config: TopicConfig,
+    /// The settings that differ from the broker's defaults.
+    pub config: TopicConfigOverrides,
 }
 
 impl CreateTopicRequest {
@@ -32,7 +33,7 @@ impl CreateTopicRequest {
         Ok(CreateTopicRequest {
             name: reader.string("create_topic_request.name")?,
             partition_count: reader.u32("create_topic_request.partition_count")?,
-            config: TopicConfig::read(reader)?,
+            config: TopicConfigOverrides::read(reader)?,
         })
     }
 }

@@ -146,5 +146,6 @@ pub use produce::{
     Acks, ProducePartition, ProducePartitionResult, ProduceRequest, ProduceResponse,
 };
 pub use topic::{
-    validate_topic_name, FlushPolicy, TopicConfig, TopicId, TopicNameError, TOPIC_NAME_CHARS_MAX,
+    validate_topic_name, FlushPolicy, Limit, TopicConfig, TopicConfigOverrides, TopicId,
+    TopicNameError, TOPIC_NAME_CHARS_MAX,
 };
