@@ -56,8 +56,13 @@ pub fn topic_id_of_dir(name: &str) -> Option<TopicId> {
 }
 
 /// The storage configuration of a partition of a topic with `topic` settings.
+///
+/// The largest batch is the broker's `batch_bytes_max`, but never more than a segment holds:
+/// topics checked by [`TopicConfig::check`] have segments at least that large, while the
+/// internal offsets topic has small segments for its small commit records.
 pub fn log_config(topic: &TopicConfig, config: &Config, tail_cache_bytes: u64) -> LogConfig {
     let nonzero = |value: u64| (value > 0).then_some(value);
+    let segment_batch_bytes_max = u32::try_from(topic.segment_bytes_max).unwrap_or(u32::MAX);
     LogConfig {
         segment_bytes_max: topic.segment_bytes_max,
         segment_age_ms_max: nonzero(topic.segment_ms_max),
@@ -69,7 +74,7 @@ pub fn log_config(topic: &TopicConfig, config: &Config, tail_cache_bytes: u64) -
             FlushSetting::Interval { interval_ms } => FlushPolicy::Interval { interval_ms },
         },
         batch_limits: BatchLimits {
-            batch_bytes_max: config.batch_bytes_max,
+            batch_bytes_max: config.batch_bytes_max.min(segment_batch_bytes_max),
             ..BatchLimits::default()
         },
         tail_cache_bytes_max: usize::try_from(tail_cache_bytes).unwrap_or(usize::MAX),
@@ -122,6 +127,36 @@ mod tests {
         assert_eq!(log.batch_limits.batch_bytes_max, config.batch_bytes_max);
         assert_eq!(log.tail_cache_bytes_max, 1000);
         assert!(log.validate().is_ok());
+    }
+
+    #[test]
+    fn every_topic_of_a_default_broker_gets_a_valid_log_config() {
+        let config = Config::resolve(crate::config::Flags::default(), 1).unwrap();
+        let catalog = crate::catalog::Catalog::default().with_offsets_topic(&config.topic_defaults);
+        let (catalog, _) = catalog
+            .with_topic(
+                "plain",
+                config.topic_defaults,
+                config.topic_partitions_max,
+                config.batch_bytes_max,
+                false,
+            )
+            .unwrap();
+        for topic in catalog.topics() {
+            let log = log_config(&topic.config, &config, 1 << 20);
+            assert_eq!(log.validate(), Ok(()), "{}", topic.name);
+            assert!(
+                u64::from(log.batch_limits.batch_bytes_max) <= topic.config.segment_bytes_max,
+                "{}",
+                topic.name
+            );
+        }
+        let plain = catalog.topic("plain").unwrap();
+        let log = log_config(&plain.config, &config, 1 << 20);
+        assert_eq!(
+            log.batch_limits.batch_bytes_max, config.batch_bytes_max,
+            "a topic's segments hold the broker's largest batch"
+        );
     }
 
     #[test]

@@ -202,7 +202,14 @@ fn send_command(controls: &mut [UnixStream], command: Command) {
 }
 
 /// Runs the broker until a termination signal, then shuts it down in order.
-pub fn run(config: Config) -> Result<(), RunError> {
+pub fn run(mut config: Config) -> Result<(), RunError> {
+    // glommio opens directories with no directory descriptor to resolve a relative path against
+    // (it fails with EBADF), so every path the shards open must be absolute; the default
+    // `./weir-data` is relative.
+    config.data_dir = std::path::absolute(&config.data_dir).map_err(|error| RunError::DataDir {
+        path: config.data_dir.clone(),
+        reason: format!("cannot make the path absolute: {error}"),
+    })?;
     let config = Arc::new(config);
     let _lock = lock_data_dir(&config)?;
     if let Some(path) = &config.ready_file {

@@ -59,7 +59,7 @@ fn try_start(
     let ready_file = data_dir.with_extension("ready.toml");
     // A ready file from an earlier run must not be mistaken for this one's.
     let _ = std::fs::remove_file(&ready_file);
-    let mut child = Command::new(env!("CARGO_BIN_EXE_weir-broker"))
+    let child = Command::new(env!("CARGO_BIN_EXE_weir-broker"))
         .arg("--data-dir")
         .arg(data_dir)
         .args(listen)
@@ -84,6 +84,15 @@ fn try_start(
         .stderr(stderr)
         .spawn()
         .expect("weir-broker starts");
+    wait_ready(child, data_dir, ready_file)
+}
+
+/// Waits for a started broker's ready file; a broker that exits first is returned as `Err`.
+fn wait_ready(
+    mut child: Child,
+    data_dir: &Path,
+    ready_file: PathBuf,
+) -> Result<Broker, std::process::Output> {
     let deadline = Instant::now() + STARTUP_DEADLINE;
     let text = loop {
         if let Ok(text) = std::fs::read_to_string(&ready_file) {
@@ -695,6 +704,65 @@ fn create_topic_takes_the_broker_defaults_for_what_it_leaves_out() {
     let mut client = broker.connect();
     assert_eq!(describe(&mut client, "defaults"), (broker_defaults, 3));
     assert_eq!(describe(&mut client, "unlimited-size"), (unlimited_size, 3));
+    drop(client);
+    assert!(broker.stop().success());
+}
+
+#[test]
+fn default_data_dir_and_limits_create_topics_and_commit_offsets() {
+    // Nothing but ephemeral ports and a ready file: the data directory is the default, relative
+    // `./weir-data` (here inside a temporary working directory), and every limit its default.
+    let dir = tempfile::tempdir().unwrap();
+    let ready_file = dir.path().join("ready.toml");
+    let child = Command::new(env!("CARGO_BIN_EXE_weir-broker"))
+        .current_dir(dir.path())
+        .args(["--listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0"])
+        .args(["--cores", "2"])
+        .arg("--ready-file")
+        .arg(&ready_file)
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("weir-broker starts");
+    let broker = wait_ready(child, &dir.path().join("weir-data"), ready_file)
+        .unwrap_or_else(|output| panic!("weir-broker exited at start: {output:?}"));
+    let mut client = broker.connect();
+    let created: CreateTopicResponse = client.call(&CreateTopicRequest {
+        name: "plain".into(),
+        ..CreateTopicRequest::default()
+    });
+    assert_eq!(
+        created.error_code,
+        ErrorCode::None,
+        "{}",
+        created.error_message
+    );
+    assert!(
+        dir.path().join("weir-data/catalog.toml").exists(),
+        "the catalog is in ./weir-data"
+    );
+    let produced = produce(
+        &mut client,
+        vec![(created.topic_id, 0, batch(&["one".to_string()]))],
+    );
+    assert_eq!(produced.entries[0].error_code, ErrorCode::None);
+    // Committed offsets live in the internal offsets topic, which must open under the defaults.
+    let committed: OffsetCommitResponse = client.call(&OffsetCommitRequest {
+        group_id: "g".into(),
+        generation: -1,
+        member_id: String::new(),
+        entries: vec![OffsetCommitPartition {
+            topic_id: created.topic_id,
+            partition: 0,
+            offset: 1,
+            metadata: String::new(),
+        }],
+    });
+    assert_eq!(
+        committed.entries[0].error_code,
+        ErrorCode::None,
+        "{}",
+        committed.entries[0].error_message
+    );
     drop(client);
     assert!(broker.stop().success());
 }
