@@ -242,7 +242,7 @@ impl WireClient {
         let response = self.call_ok(&CreateTopicRequest {
             name: name.to_string(),
             partition_count: partitions,
-            config: topic_config(flush),
+            config: topic_config(flush).into(),
         });
         assert_eq!(
             response.error_code,
@@ -334,13 +334,15 @@ pub fn decode_as<M: ResponseMessage>(frame: &ResponseFrame) -> Result<M, ErrorRe
     }
 }
 
-/// A topic configuration with `flush` and the broker's documented defaults otherwise.
+/// A topic configuration with `flush`, no retention limit, and 16 MiB segments: room for the
+/// broker's largest default batch (8 MiB) while keeping the preallocated segment files of the
+/// many topics a test run creates small.
 pub fn topic_config(flush: FlushPolicy) -> TopicConfig {
     TopicConfig {
         flush,
         retention_bytes: None,
         retention_ms: None,
-        segment_bytes: 256 * 1024 * 1024,
+        segment_bytes: 16 * 1024 * 1024,
         segment_ms: None,
     }
 }

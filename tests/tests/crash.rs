@@ -149,12 +149,11 @@ fn every_acknowledged_record_survives_sigkill_under_load() {
     let setup = runtime();
     setup.block_on(async {
         let cluster = connect_cluster(&broker).await;
-        let settings = TopicSettings {
-            flush: Some(FlushPolicy::Always),
-            ..TopicSettings::default()
-        };
+        let settings = TopicSettings::new()
+            .partitions(PARTITIONS)
+            .flush(FlushPolicy::Always);
         Admin::new(cluster)
-            .create_topic(TOPIC, PARTITIONS, &settings)
+            .create_topic(TOPIC, &settings)
             .await
             .expect("create the topic");
     });

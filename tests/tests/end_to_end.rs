@@ -56,7 +56,7 @@ fn every_keyed_record_comes_back_once_in_key_order_on_its_partition() {
     runtime.block_on(async {
         let cluster = connect_cluster(&broker).await;
         Admin::new(cluster.clone())
-            .create_topic(TOPIC, PARTITIONS, &TopicSettings::default())
+            .create_topic(TOPIC, &TopicSettings::new().partitions(PARTITIONS))
             .await
             .expect("create the topic");
 

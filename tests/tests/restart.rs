@@ -45,12 +45,9 @@ async fn write_state(cluster: &Arc<Cluster>, audit_flush: FlushPolicy) -> Expect
         ("orders", 4u32, FlushPolicy::Always),
         ("audit", 1u32, audit_flush),
     ] {
-        let settings = TopicSettings {
-            flush: Some(flush),
-            ..TopicSettings::default()
-        };
+        let settings = TopicSettings::new().partitions(partitions).flush(flush);
         let topic_id = admin
-            .create_topic(name, partitions, &settings)
+            .create_topic(name, &settings)
             .await
             .unwrap_or_else(|error| panic!("create {name}: {error}"));
         topics.push((name.to_string(), topic_id, partitions));

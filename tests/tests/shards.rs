@@ -156,7 +156,7 @@ fn a_client_run_causes_no_forwards() {
     let cluster = runtime.block_on(async {
         let cluster = connect_cluster(&broker).await;
         Admin::new(cluster.clone())
-            .create_topic("direct", PARTITIONS, &TopicSettings::default())
+            .create_topic("direct", &TopicSettings::new().partitions(PARTITIONS))
             .await
             .expect("create the topic");
         cluster

@@ -8,7 +8,9 @@
 use std::time::Duration;
 
 use bytes::Bytes;
-use weir_client::{Admin, Error, ErrorCode, FlushPolicy, Producer, ProducerConfig, TopicSettings};
+use weir_client::{
+    Admin, Error, ErrorCode, FlushPolicy, Limit, Producer, ProducerConfig, TopicSettings,
+};
 use weir_proto::wire::{CreateTopicRequest, FetchResponse, MetadataRequest};
 use weir_tests::wire::{build_values_batch, fetch_request, produce_request, topic_config};
 use weir_tests::{connect_cluster, runtime, BrokerProcess, WireClient};
@@ -20,20 +22,21 @@ fn create_duplicate_describe_list_delete() {
     let old_topic_id = runtime.block_on(async {
         let cluster = connect_cluster(&broker).await;
         let admin = Admin::new(cluster.clone());
-        let settings = TopicSettings {
-            flush: Some(FlushPolicy::Never),
-            retention_bytes: Some(64 * 1024 * 1024),
-            retention_ms: Some(3_600_000),
-            segment_bytes: Some(16 * 1024 * 1024),
-        };
+        let settings = TopicSettings::new()
+            .partitions(3)
+            .flush(FlushPolicy::Never)
+            .retention_bytes(64 * 1024 * 1024)
+            .retention_ms(3_600_000)
+            .segment_bytes(16 * 1024 * 1024)
+            .segment_ms(Limit::Unlimited);
         let topic_id = admin
-            .create_topic("lifecycle", 3, &settings)
+            .create_topic("lifecycle", &settings)
             .await
             .expect("create a new topic");
         assert_ne!(topic_id, 0, "a created topic has a non-zero id");
 
         match admin
-            .create_topic("lifecycle", 5, &TopicSettings::default())
+            .create_topic("lifecycle", &TopicSettings::new().partitions(5))
             .await
         {
             Err(Error::Broker {
@@ -58,6 +61,7 @@ fn create_duplicate_describe_list_delete() {
         assert_eq!(config.retention_bytes, Some(64 * 1024 * 1024));
         assert_eq!(config.retention_ms, Some(3_600_000));
         assert_eq!(config.segment_bytes, 16 * 1024 * 1024);
+        assert_eq!(config.segment_ms, None, "segments roll by size only");
         let partitions: Vec<u32> = description.partitions.iter().map(|p| p.partition).collect();
         assert_eq!(
             partitions,
@@ -193,7 +197,7 @@ fn create_topic_refuses_bad_names_and_partition_counts() {
         let response = client.call_ok(&CreateTopicRequest {
             name: name.to_string(),
             partition_count: partitions,
-            config: topic_config(FlushPolicy::Always),
+            config: topic_config(FlushPolicy::Always).into(),
         });
         assert_eq!(
             response.error_code, expected,
@@ -216,7 +220,7 @@ fn create_topic_refuses_bad_names_and_partition_counts() {
     let response = client.call_ok(&CreateTopicRequest {
         name: "default-partitions".to_string(),
         partition_count: 0,
-        config: topic_config(FlushPolicy::Always),
+        config: topic_config(FlushPolicy::Always).into(),
     });
     assert_eq!(
         response.error_code,
