@@ -36,6 +36,9 @@ pub enum Command {
     Produce(ProduceArgs),
     /// Consume records from a topic and print them, one per line.
     Consume(ConsumeArgs),
+    /// Fit the Universal Scalability Law to measured throughput (needs no broker).
+    #[command(subcommand)]
+    Usl(crate::usl::UslCommand),
 }
 
 /// The `weir topic` subcommands.

@@ -7,6 +7,7 @@
 
 mod args;
 mod run;
+mod usl;
 
 use std::process::ExitCode;
 

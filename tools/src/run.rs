@@ -28,16 +28,23 @@ const POLL_MS_MAX: u64 = 500;
 
 /// Runs the parsed command line.
 pub async fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Topic(command) => {
+            run_topic(Admin::new(connect(&cli.broker).await?), command).await
+        }
+        Command::Produce(produce) => run_produce(connect(&cli.broker).await?, produce).await,
+        Command::Consume(consume) => run_consume(connect(&cli.broker).await?, consume).await,
+        // Offline: fits measured points, so it must work with no broker running.
+        Command::Usl(command) => crate::usl::run(command),
+    }
+}
+
+async fn connect(broker: &str) -> Result<std::sync::Arc<Cluster>> {
     let client = ClientConfig {
         client_id: "weir-cli".to_string(),
-        ..ClientConfig::new(cli.broker.clone())
+        ..ClientConfig::new(broker.to_string())
     };
-    let cluster = Cluster::connect(client).await?;
-    match cli.command {
-        Command::Topic(command) => run_topic(Admin::new(cluster), command).await,
-        Command::Produce(produce) => run_produce(cluster, produce).await,
-        Command::Consume(consume) => run_consume(cluster, consume).await,
-    }
+    Ok(Cluster::connect(client).await?)
 }
 
 /// Renders an error chain as one line, the client's typed error first.
