@@ -1,9 +1,11 @@
-//! `weir`, the command line for Weir: topics, producing and consuming.
+//! `weir`, the command line for Weir: topics, producing and consuming, and fitting the Universal
+//! Scalability Law to measured throughput.
 //!
-//! `args` defines the grammar; this file runs each command against the broker through the
-//! client crate. Every failure ends the process with one `error: …` line on stderr and exit
-//! status 1; normal output goes to stdout (records, listings) and summaries to stderr, so
-//! `weir consume` can be piped.
+//! `args` defines the grammar (`usl` the grammar of its own subcommands); `run` runs each command
+//! against the broker through the client crate, except `weir usl`, which needs no broker. Every
+//! failure ends the process with one `error: …` line on stderr and exit status 1; normal output
+//! goes to stdout (records, listings, fit reports) and summaries to stderr, so `weir consume` can
+//! be piped.
 
 mod args;
 mod run;
