@@ -172,8 +172,8 @@ pub struct UslFit {
 /// Fits the USL to `points` by nonlinear least squares on relative throughput residuals.
 pub fn fit(points: &[Point]) -> Result<UslFit, FitError> {
     validate(points)?;
-    // Solve in units of the largest throughput, so the cost and its tolerances do not depend
-    // on the unit the caller measured in.
+    // Solve in units of the largest throughput: relative residuals are unit-free already, and
+    // this keeps λ of order 1 too, whatever the caller's unit, so JᵀJ stays well conditioned.
     let scale = points
         .iter()
         .map(|point| point.throughput)
@@ -364,8 +364,8 @@ fn solve(data: &[Sample], start: UslParameters) -> (UslParameters, f64) {
     (current, current_cost)
 }
 
-/// JᵀJ and the gradient Jᵀr of the cost, with r = model − measured, for the parameters
-/// (λ, α, β).
+/// JᵀJ and the gradient Jᵀr of the cost, with the weighted residuals
+/// r = (model − measured) / measured, for the parameters (λ, α, β).
 fn normal_equations(data: &[Sample], parameters: &UslParameters) -> ([[f64; 3]; 3], [f64; 3]) {
     let mut normal = [[0.0; 3]; 3];
     let mut gradient = [0.0; 3];
