@@ -23,7 +23,8 @@ use tokio::sync::{watch, Semaphore, TryAcquireError};
 use weir_proto::batch::BatchBuilder;
 
 use crate::error::ProduceError;
-use crate::partitioner::{partition_for_key, StickyPartitioner};
+use crate::hash_ring::RingError;
+use crate::partitioner::{KeyPartitioner, Partitioning, StickyPartitioner};
 use crate::retry::RetryState;
 
 /// The fixed size of a RecordBatch v2 header, which every batch carries before its records.
@@ -79,13 +80,15 @@ pub enum BatchOutcome {
     Failed(ProduceError),
 }
 
-/// Batching limits, taken from the producer configuration.
+/// Batching limits and key placement, taken from the producer configuration.
 #[derive(Debug, Clone, Copy)]
 pub struct BatchingConfig {
     /// How long an open batch waits for more records before it is sent.
     pub linger_ms: u64,
     /// The largest batch, header included.
     pub batch_bytes_max: u64,
+    /// How keyed records are placed.
+    pub partitioning: Partitioning,
 }
 
 /// A record appended to an open batch: where it went and how to learn its fate.
@@ -147,6 +150,7 @@ pub struct Accumulator {
     config: BatchingConfig,
     queues: HashMap<TopicPartition, PartitionQueue>,
     sticky: HashMap<TopicId, TopicSticky>,
+    keyed: KeyPartitioner,
     /// Starts each topic's sticky partition at a different place, so producers spread out.
     sticky_start: u32,
 }
@@ -158,6 +162,7 @@ impl Accumulator {
             config,
             queues: HashMap::new(),
             sticky: HashMap::new(),
+            keyed: KeyPartitioner::new(config.partitioning),
             sticky_start: rand::random(),
         }
     }
@@ -167,16 +172,17 @@ impl Accumulator {
         self.config
     }
 
-    /// Chooses the partition of a record: by key hash when it has a key, else the topic's sticky
-    /// partition. `partitions` is the topic's current partition count (at least 1).
+    /// Chooses the partition of a record: by the configured [`Partitioning`] when it has a key,
+    /// else the topic's sticky partition. `partitions` is the topic's current partition count
+    /// (at least 1). Fails only when a consistent-hash ring for `partitions` cannot be built.
     pub fn choose_partition(
         &mut self,
         topic_id: TopicId,
         partitions: u32,
         key: Option<&[u8]>,
-    ) -> u32 {
+    ) -> Result<u32, RingError> {
         if let Some(key) = key {
-            return partition_for_key(key, partitions);
+            return self.keyed.partition(key, partitions);
         }
         let start = self.sticky_start;
         let sticky = self.sticky.entry(topic_id).or_insert_with(|| TopicSticky {
@@ -184,7 +190,7 @@ impl Accumulator {
             partitions,
         });
         sticky.partitions = partitions;
-        sticky.partitioner.partition(partitions)
+        Ok(sticky.partitioner.partition(partitions))
     }
 
     /// Appends a record to the open batch of `topic_partition`, closing that batch first if the
@@ -477,6 +483,8 @@ impl BufferPool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::hash_ring::HashRing;
+    use crate::partitioner::partition_for_key;
     use weir_proto::batch::{records, BatchIter, BatchLimits};
 
     const TOPIC: TopicId = 7;
@@ -492,6 +500,7 @@ mod tests {
         Accumulator::new(BatchingConfig {
             linger_ms,
             batch_bytes_max,
+            partitioning: Partitioning::KeyHash,
         })
     }
 
@@ -680,7 +689,7 @@ mod tests {
         let now = Instant::now();
         let mut runs: Vec<(u32, u32)> = Vec::new();
         for _ in 0..60 {
-            let chosen = acc.choose_partition(TOPIC, 3, None);
+            let chosen = acc.choose_partition(TOPIC, 3, None).expect("keyless");
             let appended = append(&mut acc, now, chosen, &value);
             match runs.last_mut() {
                 // The record that closes a full batch still lands on the sticky partition (in
@@ -690,7 +699,7 @@ mod tests {
             }
             if appended.closed_batch {
                 assert_ne!(
-                    acc.choose_partition(TOPIC, 3, None),
+                    acc.choose_partition(TOPIC, 3, None).expect("keyless"),
                     chosen,
                     "closing a batch moves on"
                 );
@@ -712,8 +721,30 @@ mod tests {
         // Keyed records follow the hash, whatever the sticky partition.
         assert_eq!(
             acc.choose_partition(TOPIC, 3, Some(b"foobar")),
-            partition_for_key(b"foobar", 3)
+            Ok(partition_for_key(b"foobar", 3))
         );
+    }
+
+    #[test]
+    fn consistent_hashing_places_keyed_records_on_the_ring_and_keeps_keyless_ones_sticky() {
+        let mut acc = Accumulator::new(BatchingConfig {
+            linger_ms: 60_000,
+            batch_bytes_max: 1 << 20,
+            partitioning: Partitioning::ConsistentHash { virtual_nodes: 64 },
+        });
+        let ring = HashRing::new(6, 64).expect("ring");
+        for index in 0..500 {
+            let key = format!("order-{index}");
+            assert_eq!(
+                acc.choose_partition(TOPIC, 6, Some(key.as_bytes())),
+                Ok(ring.partition_for(key.as_bytes()))
+            );
+        }
+        // Keyless records ignore the ring: they stay on the sticky partition.
+        let sticky = acc.choose_partition(TOPIC, 6, None).expect("keyless");
+        for _ in 0..10 {
+            assert_eq!(acc.choose_partition(TOPIC, 6, None), Ok(sticky));
+        }
     }
 
     #[test]

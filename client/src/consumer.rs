@@ -206,6 +206,11 @@ impl Consumer {
         &self.cluster
     }
 
+    /// Returns the consumer's configuration.
+    pub fn config(&self) -> &ConsumerConfig {
+        &self.config
+    }
+
     /// Adds `partitions` of `topic` to the assignment, each without a position (the next poll
     /// starts it at the group's committed offset, else per `offset_reset`). Partitions already
     /// assigned keep their position.

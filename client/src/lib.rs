@@ -8,6 +8,10 @@
 //! a broker's answer, failures are typed errors ([`Error`], [`ProduceError`]) that say whether a
 //! retry may help ([`Retriable`]).
 //!
+//! Keyed records are placed by Kafka's key hash, or by a consistent-hash ring ([`HashRing`],
+//! chosen with [`ProducerConfig::partitioning`]) for topics that grow. [`DeadLetterProcessor`]
+//! runs a handler over a consumer's records with bounded retries and a dead-letter topic.
+//!
 //! # Quickstart
 //!
 //! ```no_run
@@ -41,7 +45,9 @@ pub mod admin;
 pub mod cluster;
 pub mod connection;
 pub mod consumer;
+pub mod dead_letter;
 pub mod error;
+pub mod hash_ring;
 pub mod partitioner;
 pub mod producer;
 pub mod retry;
@@ -51,8 +57,12 @@ pub use admin::{Admin, PartitionDescription, TopicDescription, TopicListing, Top
 pub use cluster::{ClientConfig, Cluster, MetadataSnapshot, TopicInfo};
 pub use connection::{Connection, ConnectionConfig};
 pub use consumer::{ConsumedRecord, Consumer, ConsumerConfig, OffsetReset, SeekTo};
+pub use dead_letter::{
+    CommitMode, DeadLetterConfig, DeadLetterCounters, DeadLetterError, DeadLetterProcessor,
+};
 pub use error::{Error, ErrorCode, ProduceError};
-pub use partitioner::partition_for_key;
+pub use hash_ring::{HashRing, RingError, VIRTUAL_NODES_DEFAULT};
+pub use partitioner::{partition_for_key, Partitioning};
 pub use producer::{Delivery, Producer, ProducerConfig, RecordMetadata};
 pub use retry::{Retriable, RetryPolicy};
 pub use weir_proto::wire::{Acks, FlushPolicy, Limit, TopicConfig, TopicConfigOverrides, TopicId};

@@ -7,6 +7,124 @@
 //! sender, then the next partition becomes sticky. This fills whole batches instead of spreading
 //! single records over every partition. Invariant: every returned partition is `< partitions`,
 //! and `partitions` is never 0 (callers check it before asking).
+//!
+//! A producer may place keyed records on a consistent-hash ring instead
+//! ([`Partitioning::ConsistentHash`], see [`crate::hash_ring`]), so that growing a topic moves
+//! only about 1/(N + 1) of its keys; keyless records stay sticky either way. [`KeyPartitioner`]
+//! keeps one ring per partition count, at most [`RING_CACHE_ENTRIES_MAX`] of them, so a lookup
+//! neither builds a ring nor allocates.
+
+use crate::hash_ring::{HashRing, RingError, VIRTUAL_NODES_DEFAULT};
+
+/// The most rings (one per distinct partition count) a [`KeyPartitioner`] keeps; past it, the
+/// least recently used ring is dropped and rebuilt when next needed.
+pub const RING_CACHE_ENTRIES_MAX: usize = 32;
+
+/// How a producer places keyed records (keyless records always use the sticky partitioner).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Partitioning {
+    /// Kafka's default: `(murmur2(key) & 0x7fffffff) % partitions` ([`partition_for_key`]).
+    /// Changing the partition count moves about N/(N + 1) of the keys.
+    #[default]
+    KeyHash,
+    /// A consistent-hash ring ([`HashRing`]) with `virtual_nodes` points per partition; growing
+    /// a topic from N to N + 1 partitions moves about 1/(N + 1) of the keys, all to the new
+    /// partition. The same key lands on different partitions than with `KeyHash`.
+    ConsistentHash {
+        /// Points per partition on the ring, in `1..=VIRTUAL_NODES_MAX`; more points balance
+        /// the partitions better and cost 8 bytes each per ring.
+        virtual_nodes: u32,
+    },
+}
+
+impl Partitioning {
+    /// Consistent hashing with [`VIRTUAL_NODES_DEFAULT`] (128) virtual nodes per partition.
+    pub fn consistent_hash() -> Partitioning {
+        Partitioning::ConsistentHash {
+            virtual_nodes: VIRTUAL_NODES_DEFAULT,
+        }
+    }
+
+    /// Checks the settings a ring would be built with, so a producer fails at creation rather
+    /// than at its first keyed record.
+    pub fn validate(&self) -> Result<(), RingError> {
+        match *self {
+            Partitioning::KeyHash => Ok(()),
+            Partitioning::ConsistentHash { virtual_nodes } => {
+                HashRing::new(1, virtual_nodes).map(|_| ())
+            }
+        }
+    }
+}
+
+/// Places keyed records per a [`Partitioning`], caching one ring per partition count.
+#[derive(Debug, Clone)]
+pub struct KeyPartitioner {
+    partitioning: Partitioning,
+    /// Rings with the lookup count at which each was last used; at most
+    /// [`RING_CACHE_ENTRIES_MAX`], searched linearly (a handful of partition counts in practice).
+    rings: Vec<(HashRing, u64)>,
+    lookups: u64,
+}
+
+impl KeyPartitioner {
+    /// Creates a partitioner with an empty ring cache.
+    pub fn new(partitioning: Partitioning) -> KeyPartitioner {
+        KeyPartitioner {
+            partitioning,
+            rings: Vec::new(),
+            lookups: 0,
+        }
+    }
+
+    /// Returns the placement this partitioner follows.
+    pub fn partitioning(&self) -> Partitioning {
+        self.partitioning
+    }
+
+    /// Returns the partition of a keyed record in a topic of `partitions` partitions. Builds
+    /// (once per partition count) the ring it needs; fails only when that ring cannot be built.
+    pub fn partition(&mut self, key: &[u8], partitions: u32) -> Result<u32, RingError> {
+        let virtual_nodes = match self.partitioning {
+            Partitioning::KeyHash if partitions == 0 => return Err(RingError::NoPartitions),
+            Partitioning::KeyHash => return Ok(partition_for_key(key, partitions)),
+            Partitioning::ConsistentHash { virtual_nodes } => virtual_nodes,
+        };
+        self.lookups += 1;
+        let lookups = self.lookups;
+        if let Some((ring, last_used)) = self
+            .rings
+            .iter_mut()
+            .find(|(ring, _)| ring.partitions() == partitions)
+        {
+            *last_used = lookups;
+            return Ok(ring.partition_for(key));
+        }
+        let ring = HashRing::new(partitions, virtual_nodes)?;
+        let partition = ring.partition_for(key);
+        if self.rings.len() >= RING_CACHE_ENTRIES_MAX {
+            let least_recent = self
+                .rings
+                .iter()
+                .enumerate()
+                .min_by_key(|(_, (_, last_used))| *last_used)
+                .map(|(index, _)| index);
+            if let Some(index) = least_recent {
+                self.rings.swap_remove(index);
+            }
+        }
+        self.rings.push((ring, lookups));
+        Ok(partition)
+    }
+
+    /// Returns the partition counts whose rings are cached.
+    pub fn cached_partition_counts(&self) -> Vec<u32> {
+        self.rings
+            .iter()
+            .map(|(ring, _)| ring.partitions())
+            .collect()
+    }
+}
 
 /// The seed Kafka's `Utils.murmur2` starts from.
 const MURMUR2_SEED: u32 = 0x9747_b28c;
@@ -180,6 +298,55 @@ mod tests {
         assert_eq!(sticky.partition(partitions), 2);
         sticky.batch_closed(2, partitions);
         assert_eq!(sticky.partition(partitions), 0);
+    }
+
+    #[test]
+    fn key_partitioner_follows_its_partitioning() {
+        let mut key_hash = KeyPartitioner::new(Partitioning::KeyHash);
+        let mut ring = KeyPartitioner::new(Partitioning::consistent_hash());
+        let ring_of_12 = HashRing::new(12, VIRTUAL_NODES_DEFAULT).expect("ring");
+        let mut differ = 0;
+        for index in 0..2_000_u32 {
+            let key = format!("key-{index}");
+            let by_hash = key_hash.partition(key.as_bytes(), 12).expect("key hash");
+            let by_ring = ring.partition(key.as_bytes(), 12).expect("ring");
+            assert_eq!(by_hash, partition_for_key(key.as_bytes(), 12));
+            assert_eq!(by_ring, ring_of_12.partition_for(key.as_bytes()));
+            differ += usize::from(by_hash != by_ring);
+        }
+        // The two placements are different functions, not the same one under two names.
+        assert!(differ > 1_000, "only {differ} of 2000 keys differ");
+        assert!(key_hash.cached_partition_counts().is_empty());
+        assert_eq!(ring.cached_partition_counts(), vec![12]);
+        assert_eq!(ring.partition(b"k", 0), Err(RingError::NoPartitions));
+        assert_eq!(key_hash.partition(b"k", 0), Err(RingError::NoPartitions));
+    }
+
+    #[test]
+    fn key_partitioner_keeps_a_bounded_cache_of_recently_used_rings() {
+        let mut partitioner =
+            KeyPartitioner::new(Partitioning::ConsistentHash { virtual_nodes: 4 });
+        let counts = RING_CACHE_ENTRIES_MAX as u32;
+        for partitions in 1..=counts {
+            partitioner.partition(b"key", partitions).expect("ring");
+        }
+        // Partition count 1 is used again, so 2 is now the least recently used.
+        partitioner.partition(b"key", 1).expect("ring");
+        partitioner.partition(b"key", counts + 1).expect("ring");
+        let mut cached = partitioner.cached_partition_counts();
+        cached.sort_unstable();
+        let expected: Vec<u32> = (1..=counts + 1).filter(|&count| count != 2).collect();
+        assert_eq!(cached, expected);
+    }
+
+    #[test]
+    fn partitioning_validates_virtual_nodes() {
+        assert_eq!(Partitioning::KeyHash.validate(), Ok(()));
+        assert_eq!(Partitioning::consistent_hash().validate(), Ok(()));
+        assert_eq!(
+            Partitioning::ConsistentHash { virtual_nodes: 0 }.validate(),
+            Err(RingError::VirtualNodesOutOfRange { virtual_nodes: 0 })
+        );
     }
 
     #[test]

@@ -1,7 +1,8 @@
 //! The producer: batches records per partition and sends them to the owning shards.
 //!
 //! [`Producer::send`] (or [`Producer::enqueue`]) reserves the record's bytes in the bounded
-//! buffer, picks its partition (key hash, or the sticky partition for keyless records) and
+//! buffer, picks its partition (by [`ProducerConfig::partitioning`] — Kafka's key hash or a
+//! consistent-hash ring — or the sticky partition for keyless records) and
 //! appends it straight into that partition's open batch. A background sender task drains the
 //! batches that are ready (full, lingered, or flushed), groups them by the address of the shard
 //! that owns each partition into Produce requests of at most `request_bytes_max` bytes, and keeps
@@ -42,6 +43,7 @@ use crate::accumulator::{
 };
 use crate::cluster::{ClientConfig, Cluster};
 use crate::error::{Error, ProduceError};
+use crate::partitioner::Partitioning;
 use crate::retry::{Retriable, RetryPolicy};
 
 /// How a producer batches, bounds its memory, and retries.
@@ -74,6 +76,9 @@ pub struct ProducerConfig {
     pub block_on_full: bool,
     /// The longest `send` waits for room in a full buffer.
     pub block_ms_max: u64,
+    /// How keyed records are placed: Kafka's key hash (the default) or a consistent-hash ring.
+    /// Keyless records use the sticky partitioner either way.
+    pub partitioning: Partitioning,
 }
 
 impl Default for ProducerConfig {
@@ -92,6 +97,7 @@ impl Default for ProducerConfig {
             request_timeout_ms: 30_000,
             block_on_full: true,
             block_ms_max: 60_000,
+            partitioning: Partitioning::KeyHash,
         }
     }
 }
@@ -127,7 +133,9 @@ impl ProducerConfig {
                 "inflight_requests_max must be at least 1".to_string(),
             ));
         }
-        Ok(())
+        self.partitioning
+            .validate()
+            .map_err(|error| Error::InvalidArgument(format!("partitioning: {error}")))
     }
 }
 
@@ -277,6 +285,7 @@ impl Producer {
             accumulator: Mutex::new(Accumulator::new(BatchingConfig {
                 linger_ms: config.linger_ms,
                 batch_bytes_max: config.batch_bytes_max,
+                partitioning: config.partitioning,
             })),
             buffer: BufferPool::new(config.buffer_bytes_max),
             wake: Notify::new(),
@@ -359,7 +368,19 @@ impl Producer {
         }
         let appended = {
             let mut accumulator = self.shared.accumulator();
-            let partition = accumulator.choose_partition(topic_info.topic_id, partitions, key);
+            let partition = accumulator
+                .choose_partition(topic_info.topic_id, partitions, key)
+                .map_err(|error| {
+                    Error::InvalidArgument(format!("cannot place a record in \"{topic}\": {error}"))
+                });
+            let partition = match partition {
+                Ok(partition) => partition,
+                Err(error) => {
+                    drop(accumulator);
+                    self.shared.buffer.release(record_bytes);
+                    return Err(error.into());
+                }
+            };
             let topic_partition = TopicPartition {
                 topic_id: topic_info.topic_id,
                 partition,

@@ -16,8 +16,8 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Notify;
 use weir_client::{
     partition_for_key, Admin, ClientConfig, Cluster, Connection, ConnectionConfig, Consumer,
-    ConsumerConfig, Error, ErrorCode, FlushPolicy, Limit, ProduceError, Producer, ProducerConfig,
-    Retriable, SeekTo, TopicSettings,
+    ConsumerConfig, Error, ErrorCode, FlushPolicy, HashRing, Limit, Partitioning, ProduceError,
+    Producer, ProducerConfig, Retriable, SeekTo, TopicSettings, VIRTUAL_NODES_DEFAULT,
 };
 use weir_proto::batch::{set_base_offset, BatchIter, BatchLimits};
 use weir_proto::wire::{
@@ -394,6 +394,56 @@ async fn keyed_records_are_acknowledged_in_order_on_their_hash_partition_and_rea
             Some(next_offset[partition as usize])
         );
     }
+}
+
+#[tokio::test]
+async fn consistent_hashing_places_keyed_records_where_the_ring_says() {
+    let broker = FakeBroker::start().await;
+    let cluster = within(Cluster::connect(client_config(&broker.address)))
+        .await
+        .expect("connect");
+    let invalid = Producer::new(
+        cluster.clone(),
+        ProducerConfig {
+            partitioning: Partitioning::ConsistentHash { virtual_nodes: 0 },
+            ..ProducerConfig::default()
+        },
+    );
+    assert!(
+        matches!(invalid, Err(Error::InvalidArgument(_))),
+        "zero virtual nodes must be refused: {invalid:?}"
+    );
+
+    let producer = Producer::new(
+        cluster.clone(),
+        ProducerConfig {
+            linger_ms: 2,
+            partitioning: Partitioning::consistent_hash(),
+            ..ProducerConfig::default()
+        },
+    )
+    .expect("producer");
+    let ring = HashRing::new(PARTITIONS, VIRTUAL_NODES_DEFAULT).expect("ring");
+    let mut differs_from_key_hash = 0;
+    for index in 0..200 {
+        let key = format!("customer-{index}");
+        let metadata = within(producer.send(
+            TOPIC,
+            Some(bytes::Bytes::from(key.clone())),
+            bytes::Bytes::from_static(b"v"),
+            &[],
+        ))
+        .await
+        .expect("acknowledged");
+        assert_eq!(metadata.partition, ring.partition_for(key.as_bytes()));
+        differs_from_key_hash +=
+            usize::from(metadata.partition != partition_for_key(key.as_bytes(), PARTITIONS));
+    }
+    assert!(
+        differs_from_key_hash > 0,
+        "the ring placement is not the key-hash placement"
+    );
+    within(producer.close()).await;
 }
 
 #[tokio::test]
