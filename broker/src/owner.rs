@@ -14,7 +14,7 @@ use std::time::Instant;
 
 use bytes::Bytes;
 use tracing::{error, warn};
-use weir_proto::batch::{BatchIter, BatchLimits, BATCH_HEADER_BYTES};
+use weir_proto::batch::{BatchError, BatchIter, BatchLimits, BATCH_HEADER_BYTES};
 use weir_proto::wire::{
     DescribedPartition, ErrorCode, FetchPartition, FetchPartitionResult, FetchRecords,
     ListOffsetsPartition, ListOffsetsPartitionResult, OffsetCommitPartitionResult,
@@ -65,7 +65,7 @@ fn partition_error(shard: &Shard, key: PartitionKey) -> (ErrorCode, String) {
 
 fn append_error_code(error: &AppendError) -> ErrorCode {
     match error {
-        AppendError::InvalidBatch(_) => ErrorCode::InvalidBatch,
+        AppendError::InvalidBatch(error) => batch_error_code(error),
         AppendError::DiskFull(_) => ErrorCode::DiskFull,
         AppendError::Io(_) | AppendError::OffsetOverflow { .. } => ErrorCode::StorageError,
     }
@@ -78,26 +78,75 @@ fn read_error_code(error: &ReadError) -> ErrorCode {
     }
 }
 
+/// Why a produce entry's records cannot be split into whole, valid batches.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SplitError {
+    /// The entry carries no bytes at all.
+    #[error("no record batch in the produce entry")]
+    Empty,
+    /// A batch failed validation.
+    #[error(transparent)]
+    Batch(#[from] BatchError),
+    /// The bytes end inside a batch: its `batchLength` runs past the records the entry carries.
+    #[error(
+        "{bytes} trailing bytes after the last whole batch: a batch runs past the entry's end"
+    )]
+    TrailingPartialBatch {
+        /// Bytes after the last whole batch.
+        bytes: usize,
+    },
+}
+
+impl SplitError {
+    /// The wire code for this refusal, as `docs/PROTOCOL.md` assigns them: bytes that do not
+    /// match their own CRC or lengths were damaged (in transit or by the producer) and are
+    /// `corrupt_message`, which a client retries with freshly read bytes; bytes that are intact
+    /// but not acceptable are `invalid_batch`, which no retry can fix; a batch over a configured
+    /// limit is `message_too_large`.
+    pub fn error_code(&self) -> ErrorCode {
+        match self {
+            SplitError::Empty => ErrorCode::InvalidBatch,
+            SplitError::TrailingPartialBatch { .. } => ErrorCode::CorruptMessage,
+            SplitError::Batch(error) => batch_error_code(error),
+        }
+    }
+}
+
+fn batch_error_code(error: &BatchError) -> ErrorCode {
+    match error {
+        BatchError::CrcMismatch { .. }
+        | BatchError::Truncated { .. }
+        | BatchError::BadLength { .. }
+        | BatchError::TrailingBytes { .. } => ErrorCode::CorruptMessage,
+        BatchError::TooLarge { .. } | BatchError::TooManyRecords { .. } => {
+            ErrorCode::MessageTooLarge
+        }
+        // Everything else describes intact bytes (the CRC matched) that break the format's
+        // rules: wrong magic, record count, offsets, timestamps, producer fields, codec. The
+        // enum is non-exhaustive, and a new reason is a refusal of the contents by default.
+        _ => ErrorCode::InvalidBatch,
+    }
+}
+
 /// Splits `records` into whole batches with valid headers and CRCs (zero-copy slices), or says
 /// why it cannot.
-pub fn split_batches(records: &Bytes, limits: &BatchLimits) -> Result<Vec<Bytes>, String> {
+pub fn split_batches(records: &Bytes, limits: &BatchLimits) -> Result<Vec<Bytes>, SplitError> {
     if records.is_empty() {
-        return Err("no record batch in the produce entry".to_string());
+        return Err(SplitError::Empty);
     }
     let mut batches = Vec::new();
     // Header and CRC only: the broker stores the producer's bytes without decoding records.
     let mut iter = BatchIter::new(records, limits);
     let mut start = 0usize;
     for item in iter.by_ref() {
-        let (_, batch) = item.map_err(|error| error.to_string())?;
+        let (_, batch) = item?;
         batches.push(records.slice(start..start + batch.len()));
         start += batch.len();
     }
     if start != records.len() {
-        return Err(format!(
-            "{} trailing bytes after the last whole batch",
-            records.len() - start
-        ));
+        return Err(SplitError::TrailingPartialBatch {
+            bytes: records.len() - start,
+        });
     }
     Ok(batches)
 }
@@ -136,9 +185,9 @@ async fn produce_entry(shard: &Rc<Shard>, entry: ProducePartition) -> ProducePar
     let limits = partition.log.config().batch_limits;
     let batches = match split_batches(&entry.records, &limits) {
         Ok(batches) => batches,
-        Err(reason) => {
-            result.error_code = ErrorCode::InvalidBatch;
-            result.error_message = reason;
+        Err(error) => {
+            result.error_code = error.error_code();
+            result.error_message = error.to_string();
             return result;
         }
     };
@@ -569,7 +618,7 @@ fn next_offset(batch: &[u8]) -> Option<i64> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use weir_proto::batch::BatchBuilder;
+    use weir_proto::batch::{BatchBuilder, CRC_COVERED_START};
 
     fn batch(values: &[&[u8]]) -> Vec<u8> {
         let mut builder = BatchBuilder::new(1000);
@@ -611,5 +660,72 @@ mod tests {
             split_batches(&both, &tiny).is_err(),
             "batch over the size limit"
         );
+    }
+
+    fn set_batch_length(batch: &mut [u8], length: i32) {
+        batch[8..12].copy_from_slice(&length.to_be_bytes());
+    }
+
+    #[test]
+    fn split_errors_get_the_codes_the_protocol_assigns() {
+        let limits = BatchLimits::default();
+        let good = batch(&[b"a", b"b"]);
+        let length = i32::from_be_bytes(good[8..12].try_into().unwrap());
+        type Mutation = fn(&mut Vec<u8>, i32);
+        let cases: [(&str, Mutation, ErrorCode); 9] = [
+            (
+                "record byte flipped",
+                |b, _| *b.last_mut().unwrap() ^= 0x40,
+                ErrorCode::CorruptMessage,
+            ),
+            (
+                "attributes flipped",
+                |b, _| b[CRC_COVERED_START + 1] ^= 0x01,
+                ErrorCode::CorruptMessage,
+            ),
+            ("wrong magic", |b, _| b[16] = 1, ErrorCode::InvalidBatch),
+            (
+                "batchLength past the bytes",
+                |b, length| set_batch_length(b, length + 10),
+                ErrorCode::CorruptMessage,
+            ),
+            (
+                "batchLength short of the bytes",
+                |b, length| set_batch_length(b, length - 5),
+                ErrorCode::CorruptMessage,
+            ),
+            (
+                "batchLength below the header",
+                |b, _| set_batch_length(b, 20),
+                ErrorCode::CorruptMessage,
+            ),
+            (
+                "cut short",
+                |b, _| b.truncate(b.len() - 7),
+                ErrorCode::CorruptMessage,
+            ),
+            (
+                "batchLength over the limit",
+                |b, _| set_batch_length(b, i32::MAX),
+                ErrorCode::MessageTooLarge,
+            ),
+            ("no bytes", |b, _| b.clear(), ErrorCode::InvalidBatch),
+        ];
+        for (case, mutate, expected) in cases {
+            let mut bytes = good.clone();
+            mutate(&mut bytes, length);
+            let error = split_batches(&Bytes::from(bytes), &limits).expect_err(case);
+            assert_eq!(error.error_code(), expected, "{case}: {error}");
+        }
+        let records_count = BatchError::RecordCount {
+            records_count: 0,
+            last_offset_delta: 0,
+        };
+        assert_eq!(batch_error_code(&records_count), ErrorCode::InvalidBatch);
+        let timestamps = BatchError::BadTimestamps {
+            base_timestamp: 5,
+            max_timestamp: 1,
+        };
+        assert_eq!(batch_error_code(&timestamps), ErrorCode::InvalidBatch);
     }
 }

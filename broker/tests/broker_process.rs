@@ -908,12 +908,12 @@ fn bad_input_gets_an_error_or_a_close_and_others_keep_working() {
     garbage.stream.write_all(&[0, 0, 0, 3, 1, 2, 3]).unwrap();
     assert!(garbage.closed_by_broker());
 
-    // A corrupt batch: a per-partition error, nothing appended.
+    // A corrupt batch (CRC mismatch): a per-partition, retriable error, nothing appended.
     let mut corrupt = batch(&["x".to_string()]).to_vec();
     let last = corrupt.len() - 1;
     corrupt[last] ^= 0x55;
     let rejected = produce(&mut healthy, vec![(topic_id, 0, Bytes::from(corrupt))]);
-    assert_eq!(rejected.entries[0].error_code, ErrorCode::InvalidBatch);
+    assert_eq!(rejected.entries[0].error_code, ErrorCode::CorruptMessage);
     let unknown_topic = produce(
         &mut healthy,
         vec![(topic_id + 100, 0, batch(&["x".to_string()]))],
