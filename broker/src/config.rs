@@ -214,7 +214,8 @@ pub struct Flags {
     #[arg(long, value_name = "N")]
     pub cores: Option<usize>,
     /// Once every listener is bound and every shard serves, write the actual addresses here
-    /// (TOML: listen, shards, metrics), atomically.
+    /// (TOML: listen, shards, metrics), atomically. Never written if a partition cannot be
+    /// opened at start: the broker exits with an error naming it instead.
     #[arg(long, value_name = "PATH")]
     pub ready_file: Option<PathBuf>,
     /// Largest request frame, in bytes, length prefix included [default: 16777216].

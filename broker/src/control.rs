@@ -17,15 +17,15 @@
 use std::rc::Rc;
 use std::sync::Arc;
 
-use tracing::{error, info};
+use tracing::{error, info, warn};
 use weir_proto::wire::{
     CreateTopicRequest, CreateTopicResponse, DeleteTopicRequest, DeleteTopicResponse, ErrorCode,
     FlushPolicy, Limit, TopicConfig as WireTopicConfig, TopicConfigOverrides,
 };
 
-use crate::catalog::{self, Catalog, CatalogError};
+use crate::catalog::{self, Catalog, CatalogError, TopicId};
 use crate::config::{FlushSetting, TopicConfig, TopicConfigError};
-use crate::shard::{PeerReply, PeerRequest, Shard};
+use crate::shard::{join_failures, PartitionFailure, PeerReply, PeerRequest, Shard};
 
 /// The shard that owns the catalog.
 pub const CATALOG_SHARD: usize = 0;
@@ -131,29 +131,78 @@ fn catalog_error_code(error: &CatalogError) -> ErrorCode {
     }
 }
 
-/// Persists `catalog` and makes every shard apply it; returns the failures to report.
-async fn commit_catalog(shard: &Rc<Shard>, catalog: Catalog) -> Result<(), (ErrorCode, String)> {
+/// Persists `catalog` and makes every shard apply it. Fails if the catalog could not be
+/// persisted or a shard could not apply it; otherwise returns the partitions (of any topic) that
+/// did not open, for the caller to report those that concern its request.
+async fn commit_catalog(
+    shard: &Rc<Shard>,
+    catalog: Catalog,
+) -> Result<Vec<PartitionFailure>, (ErrorCode, String)> {
     if let Err(error) = catalog::persist(&shard.config.data_dir, &catalog).await {
         error!(%error, "cannot persist the topic catalog");
         return Err((ErrorCode::StorageError, error.to_string()));
     }
     let catalog = Arc::new(catalog);
-    let mut failures = shard.apply_catalog(Arc::clone(&catalog)).await;
+    let mut failures = Vec::new();
+    let mut shard_errors = Vec::new();
+    match shard.apply_catalog(Arc::clone(&catalog)).await {
+        Ok(own) => failures.extend(own),
+        Err(error) => shard_errors.push(format!("shard {}: {error}", shard.id)),
+    }
     for peer in (0..shard.shard_count()).filter(|peer| *peer != shard.id) {
         match shard
             .peers
             .call(peer, PeerRequest::ApplyCatalog(Arc::clone(&catalog)))
             .await
         {
-            Ok(PeerReply::CatalogApplied(peer_failures)) => failures.extend(peer_failures),
-            Ok(other) => failures.push(format!("shard {peer}: unexpected reply {other:?}")),
-            Err(error) => failures.push(format!("shard {peer}: {error}")),
+            Ok(PeerReply::CatalogApplied(Ok(peer_failures))) => failures.extend(peer_failures),
+            Ok(PeerReply::CatalogApplied(Err(error))) => {
+                shard_errors.push(format!("shard {peer}: {error}"))
+            }
+            Ok(other) => shard_errors.push(format!("shard {peer}: unexpected reply {other:?}")),
+            Err(error) => shard_errors.push(format!("shard {peer}: {error}")),
         }
     }
-    if failures.is_empty() {
-        Ok(())
+    if shard_errors.is_empty() {
+        Ok(failures)
     } else {
-        Err((ErrorCode::StorageError, failures.join("; ")))
+        Err((ErrorCode::StorageError, shard_errors.join("; ")))
+    }
+}
+
+/// The refusal of a CreateTopic whose topic `topic_id` was added to the catalog but some of whose
+/// partitions did not open, or `None` if all of them did. Failures of other topics' partitions
+/// (retried with every catalog change) say nothing about this topic and are left out.
+fn created_topic_failure(
+    topic_id: TopicId,
+    topic_name: &str,
+    failures: &[PartitionFailure],
+) -> Option<(ErrorCode, String)> {
+    let own: Vec<PartitionFailure> = failures
+        .iter()
+        .filter(|failure| failure.topic_id == topic_id)
+        .cloned()
+        .collect();
+    if own.is_empty() {
+        return None;
+    }
+    Some((
+        ErrorCode::StorageError,
+        format!(
+            "topic {topic_name}: {} of its partitions did not open: {}",
+            own.len(),
+            join_failures(&own)
+        ),
+    ))
+}
+
+/// Logs partitions of other topics that still do not open; a catalog change retries them.
+fn log_other_failures(topic_id: TopicId, failures: &[PartitionFailure]) {
+    for failure in failures
+        .iter()
+        .filter(|failure| failure.topic_id != topic_id)
+    {
+        warn!(topic = %failure.topic_name, partition = failure.partition, reason = %failure.reason, "partition still not open");
     }
 }
 
@@ -187,7 +236,11 @@ pub async fn create_topic(shard: &Rc<Shard>, request: CreateTopicRequest) -> Cre
                     false,
                 )
                 .map_err(|error| (catalog_error_code(&error), error.to_string()))?;
-            commit_catalog(shard, next).await?;
+            let failures = commit_catalog(shard, next).await?;
+            log_other_failures(entry.topic_id, &failures);
+            if let Some(refusal) = created_topic_failure(entry.topic_id, &entry.name, &failures) {
+                return Err(refusal);
+            }
             Ok::<_, (ErrorCode, String)>(entry)
         })
         .await
@@ -223,7 +276,9 @@ pub async fn delete_topic(shard: &Rc<Shard>, request: DeleteTopicRequest) -> Del
             let (next, entry) = current
                 .without_topic(&request.name)
                 .map_err(|error| (catalog_error_code(&error), error.to_string()))?;
-            commit_catalog(shard, next).await?;
+            let failures = commit_catalog(shard, next).await?;
+            // Deleting opens nothing: any failure is another topic's, still not open.
+            log_other_failures(entry.topic_id, &failures);
             Ok::<_, (ErrorCode, String)>(entry)
         })
         .await
@@ -413,5 +468,26 @@ mod tests {
             let error = resolve_topic_config(1, &overrides, &defaults()).unwrap_err();
             assert_eq!(error.key, key, "{overrides:?}");
         }
+    }
+
+    #[test]
+    fn a_create_topic_refusal_names_only_the_created_topic() {
+        let failure = |topic_id: TopicId, topic_name: &str, partition: u32| PartitionFailure {
+            topic_id,
+            topic_name: topic_name.to_string(),
+            partition,
+            reason: "permission denied".to_string(),
+        };
+        let others = [failure(1, "__offsets", 0), failure(1, "__offsets", 3)];
+        assert_eq!(created_topic_failure(7, "orders", &others), None);
+        let mixed = [
+            others[0].clone(),
+            failure(7, "orders", 2),
+            others[1].clone(),
+        ];
+        let (code, message) = created_topic_failure(7, "orders", &mixed).unwrap();
+        assert_eq!(code, ErrorCode::StorageError);
+        assert!(message.contains("orders/2: permission denied"), "{message}");
+        assert!(!message.contains("__offsets"), "{message}");
     }
 }

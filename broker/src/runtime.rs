@@ -7,7 +7,9 @@
 //! on SIGTERM/SIGINT every shard is told to drain (stop accepting, finish in-flight requests,
 //! bounded by `shutdown-timeout-ms`); once all have drained, every shard flushes and closes its
 //! logs. A crash at any point loses nothing acknowledged: acknowledgements follow the storage
-//! durability policy, not this sequence.
+//! durability policy, not this sequence. A shard that cannot open a partition it owns (internal
+//! or user) stops start-up before the ready file is written, and the process exits with an error
+//! naming the partition and the cause.
 
 use std::io::Write;
 use std::os::fd::OwnedFd;
@@ -193,8 +195,13 @@ fn load_catalog(config: &Config) -> Result<Catalog, RunError> {
     Ok(catalog)
 }
 
-fn send_command(controls: &mut [UnixStream], command: Command) {
-    for (shard, control) in controls.iter_mut().enumerate() {
+/// Sends `command` to every shard that has not stopped (a stopped shard's socket is closed).
+fn send_command(controls: &mut [UnixStream], stopped: &[bool], command: Command) {
+    let running = controls
+        .iter_mut()
+        .enumerate()
+        .filter(|(shard, _)| !stopped[*shard]);
+    for (shard, control) in running {
         if let Err(error) = control.write_all(&[command as u8]) {
             warn!(shard, ?command, %error, "cannot send command to shard; it has stopped");
         }
@@ -364,7 +371,7 @@ fn serve(
         failure = wait_for_stop(events, &mut stopped);
     }
     info!("shutting down: draining connections");
-    send_command(controls, Command::Drain);
+    send_command(controls, &stopped, Command::Drain);
     let mut drained = 0;
     while drained + stopped.iter().filter(|s| **s).count() < shard_count {
         match events.recv() {
@@ -381,7 +388,7 @@ fn serve(
         }
     }
     info!("closing logs");
-    send_command(controls, Command::Close);
+    send_command(controls, &stopped, Command::Close);
     while stopped.iter().any(|s| !*s) {
         match events.recv() {
             Ok(Event::Stopped(shard, result)) => {

@@ -93,8 +93,9 @@ impl PeerRequest {
 pub enum PeerReply {
     /// The shard's metrics.
     Metrics(Box<MetricsSnapshot>),
-    /// The catalog was applied; partitions that failed to open, with the reason.
-    CatalogApplied(Vec<String>),
+    /// The catalog was applied (with the partitions that failed to open), or the shard is
+    /// stopping and applied nothing.
+    CatalogApplied(Result<Vec<PartitionFailure>, ShardStopping>),
     /// Answer to [`PeerRequest::CreateTopic`].
     CreateTopic(CreateTopicResponse),
     /// Answer to [`PeerRequest::DeleteTopic`].
@@ -121,6 +122,34 @@ pub enum ShardError {
     /// The control socket from the main thread failed.
     #[error("control socket: {0}")]
     Control(String),
+    /// Partitions the shard owns could not be opened at start, so it refused to serve.
+    #[error("cannot open {} partition(s) at start: {}", .0.len(), join_failures(.0))]
+    PartitionsNotOpened(Vec<PartitionFailure>),
+}
+
+/// A partition that could not be opened (or whose committed offsets could not be replayed).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{topic_name}/{partition}: {reason}")]
+pub struct PartitionFailure {
+    /// The partition's topic id.
+    pub topic_id: TopicId,
+    /// The partition's topic name.
+    pub topic_name: String,
+    /// The partition index.
+    pub partition: u32,
+    /// What failed.
+    pub reason: String,
+}
+
+/// The shard is stopping and no longer applies catalogs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("shard is stopping")]
+pub struct ShardStopping;
+
+/// `failures` as one line, separated by "; ".
+pub fn join_failures(failures: &[PartitionFailure]) -> String {
+    let lines: Vec<String> = failures.iter().map(ToString::to_string).collect();
+    lines.join("; ")
 }
 
 /// One shard's state, shared by every task on its executor.
@@ -211,12 +240,15 @@ impl Shard {
 
     /// Installs a catalog snapshot (older versions are ignored) and opens or deletes this
     /// shard's partitions to match it. Returns the partitions that failed to open.
-    pub async fn apply_catalog(self: &Rc<Self>, catalog: Arc<Catalog>) -> Vec<String> {
+    pub async fn apply_catalog(
+        self: &Rc<Self>,
+        catalog: Arc<Catalog>,
+    ) -> Result<Vec<PartitionFailure>, ShardStopping> {
         let Ok(_lock) = self.catalog_lock.acquire_permit(1).await else {
-            return vec!["shard is stopping".to_string()];
+            return Err(ShardStopping);
         };
         if catalog.version() < self.catalog.borrow().version() {
-            return Vec::new();
+            return Ok(Vec::new());
         }
         *self.catalog.borrow_mut() = Arc::clone(&catalog);
         let wanted: BTreeSet<PartitionKey> = catalog
@@ -273,7 +305,12 @@ impl Shard {
                             }
                             Err(error) => {
                                 error!(partition = key.1, %error, "cannot replay committed offsets");
-                                failures.push(format!("{OFFSETS_TOPIC}/{}: {error}", key.1));
+                                failures.push(PartitionFailure {
+                                    topic_id: key.0,
+                                    topic_name: OFFSETS_TOPIC.to_string(),
+                                    partition: key.1,
+                                    reason: format!("cannot replay committed offsets: {error}"),
+                                });
                                 continue;
                             }
                         }
@@ -282,11 +319,16 @@ impl Shard {
                 }
                 Err(error) => {
                     error!(topic = %topic.name, partition = key.1, dir = %dir.display(), %error, "cannot open partition log");
-                    failures.push(format!("{}/{}: {error}", topic.name, key.1));
+                    failures.push(PartitionFailure {
+                        topic_id: key.0,
+                        topic_name: topic.name.clone(),
+                        partition: key.1,
+                        reason: format!("cannot open the log in {}: {error}", dir.display()),
+                    });
                 }
             }
         }
-        failures
+        Ok(failures)
     }
 
     /// Deletes a removed partition's log once no request holds it any more.
@@ -533,13 +575,31 @@ pub async fn run(setup: ShardSetup) -> Result<(), ShardError> {
     });
     // Peers must be served while partitions open: another shard may already ask for metrics.
     let inbox_tasks = spawn_inbox(&shard, inbox);
-    let failures = shard.apply_catalog(catalog).await;
+    // A partition that does not open at start is not served as an error to clients: the broker
+    // refuses to start, before the ready file is written, so an operator sees the cause at once
+    // instead of a broker that is ready but fails CreateTopic and OffsetCommit.
+    let failures = shard.apply_catalog(catalog).await.unwrap_or_default();
     if !failures.is_empty() {
-        warn!(
-            shard = id,
-            failed = failures.len(),
-            "some partitions did not open; requests for them get errors"
-        );
+        for failure in &failures {
+            error!(
+                shard = id,
+                topic = %failure.topic_name,
+                partition = failure.partition,
+                reason = %failure.reason,
+                "cannot open partition {}/{} at start; the broker will not start",
+                failure.topic_name,
+                failure.partition
+            );
+        }
+        // Nothing was served yet: close what did open and leave. Cancelling the inbox tasks
+        // drops this shard's inboxes, so a peer's call to it fails instead of waiting.
+        shard.draining.set();
+        shard.close_partitions().await;
+        shard.peers.close();
+        for task in inbox_tasks {
+            task.cancel();
+        }
+        return Err(ShardError::PartitionsNotOpened(failures));
     }
     let metrics_task = metrics_listener.map(|socket| {
         let listener = net::glommio_listener(socket);

@@ -1211,3 +1211,45 @@ fn second_broker_on_the_same_data_dir_and_bad_config_exit_with_a_clear_error() {
         assert!(text.contains(flag), "--help lacks {flag}");
     }
 }
+
+#[test]
+fn a_partition_that_cannot_open_at_start_stops_the_broker_before_it_is_ready() {
+    // The internal offsets topic and a user topic alike: a broker that cannot open a partition
+    // it owns must not report ready (and then fail requests about it), but exit naming it.
+    for topic in ["__offsets", "orders"] {
+        let dir = tempfile::tempdir().unwrap();
+        let data_dir = dir.path().join("data");
+        let broker = start(&data_dir, 1);
+        create_topic(&mut broker.connect(), "orders", 2);
+        assert!(broker.stop().success());
+
+        let topics = std::fs::read_dir(data_dir.join("topics")).unwrap();
+        let topic_dir = topics
+            .map(|entry| entry.unwrap().path())
+            .find(|path| {
+                let name = path.file_name().unwrap().to_string_lossy().into_owned();
+                name.ends_with(&format!("-{topic}"))
+            })
+            .unwrap_or_else(|| panic!("no directory of {topic}"));
+        // A file where the partition's directory belongs: the log cannot open.
+        let partition_dir = topic_dir.join("0");
+        let _ = std::fs::remove_dir_all(&partition_dir);
+        std::fs::write(&partition_dir, b"not a directory").unwrap();
+
+        let listen = ["--listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0"];
+        let output = match try_start(&data_dir, 1, &listen, &[], Stdio::piped()) {
+            Ok(_) => panic!("{topic}: the broker reported ready without partition 0"),
+            Err(output) => output,
+        };
+        assert!(!output.status.success(), "{topic}: exit status 0");
+        assert!(
+            !data_dir.with_extension("ready.toml").exists(),
+            "{topic}: a ready file was written"
+        );
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(
+            stderr.contains(&format!("cannot open partition {topic}/0 at start")),
+            "{topic}: stderr does not name the partition:\n{stderr}"
+        );
+    }
+}
