@@ -11,6 +11,8 @@
 //!   is read and released when its handler finishes (for a produce: after the append returned);
 //!   when the budget is exhausted the reader stops reading the socket (backpressure) instead of
 //!   buffering;
+//! - a connection's read buffer holds [`READ_BUFFER_BYTES_IDLE`] between frames and grows only to
+//!   fit the frame being read (at most `frame-bytes-max`), so idle connections cost little memory;
 //! - a frame over `frame-bytes-max` or shorter than a header gets an error response when its
 //!   header is readable and closes that connection only; a body that does not decode gets a
 //!   typed error response and the connection goes on.
@@ -42,8 +44,16 @@ use crate::metrics;
 use crate::net::write_all_vectored;
 use crate::shard::Shard;
 
-/// Bytes read from a socket at most per read call when no frame size is known yet.
-pub const READ_CHUNK_BYTES: usize = 64 * 1024;
+/// Capacity of a connection's read buffer between frames, and the most bytes read per call when
+/// no frame size is known yet.
+///
+/// Small because every open connection holds one, idle or not (1,000 connections with 64 KiB
+/// each held 64 MB): the buffer grows only to fit the frame being read and goes back to this
+/// size after a frame that did not fit it ([`release_large_buffer`]).
+pub const READ_BUFFER_BYTES_IDLE: usize = 4 * 1024;
+/// Connections that must have closed since the shard's peak of open connections before its
+/// maintenance tick asks the allocator to return freed memory to the OS ([`HeapTrim`]).
+pub const TRIM_CONNECTIONS_CLOSED_MIN: u64 = 64;
 /// Pause after a failed accept (e.g. out of file descriptors) before the next one.
 pub const ACCEPT_ERROR_BACKOFF: Duration = Duration::from_millis(100);
 /// Size of the fixed request header that follows the length prefix.
@@ -72,6 +82,9 @@ pub async fn accept_loop(shard: Rc<Shard>, listener: TcpListener) {
         }
         metrics::increment(&shard.metrics.connections_accepted);
         metrics::increment(&shard.metrics.connections_open);
+        shard
+            .heap_trim
+            .connection_opened(shard.metrics.connections_open.get());
         let shard = Rc::clone(&shard);
         glommio::spawn_local(async move {
             let guard = OpenConnection {
@@ -81,6 +94,48 @@ pub async fn accept_loop(shard: Rc<Shard>, listener: TcpListener) {
             drop(guard);
         })
         .detach();
+    }
+}
+
+/// Decides when a shard gives the memory of closed connections back to the OS.
+///
+/// Freeing a connection's buffers returns them to glibc's malloc, not to the OS: each shard
+/// thread allocates from its own arena, and glibc shrinks an arena only from its top, so the
+/// memory of a thousand closed connections stays in the process's RSS for good. `malloc_trim`
+/// releases the free pages of every arena; it walks the heaps, so it runs from the maintenance
+/// tick and only after many connections closed, not per connection. Sans-I/O: the caller
+/// reports open counts and performs the trim.
+#[derive(Debug, Default)]
+pub struct HeapTrim {
+    /// Most connections open at once since the last trim.
+    open_peak: std::cell::Cell<u64>,
+}
+
+impl HeapTrim {
+    /// Records that a connection opened, `open` being the count now open.
+    pub fn connection_opened(&self, open: u64) {
+        self.open_peak.set(self.open_peak.get().max(open));
+    }
+
+    /// Whether to trim now, with `open` connections open: at least
+    /// [`TRIM_CONNECTIONS_CLOSED_MIN`] fewer than at the peak since the last trim. A `true`
+    /// starts a new peak from `open`.
+    pub fn due(&self, open: u64) -> bool {
+        let peak = self.open_peak.get().max(open);
+        let due = peak - open >= TRIM_CONNECTIONS_CLOSED_MIN;
+        self.open_peak.set(if due { open } else { peak });
+        due
+    }
+}
+
+/// Returns the free memory of glibc's malloc arenas to the OS. Only glibc keeps freed memory in
+/// per-thread arenas this way and has `malloc_trim`; elsewhere this does nothing.
+pub fn trim_heap() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only walks and madvises the allocator's own free memory; it is
+    // thread-safe (it locks each arena) and takes no pointers.
+    unsafe {
+        libc::malloc_trim(0);
     }
 }
 
@@ -170,7 +225,7 @@ async fn serve_connection(shard: &Rc<Shard>, stream: TcpStream) {
     let (queue_sender, queue_receiver) = local_channel::new_bounded::<InFlight>(inflight_max);
     let writer_task = glommio::spawn_local(write_responses(writer, queue_receiver));
 
-    let mut buffer = BytesMut::with_capacity(READ_CHUNK_BYTES);
+    let mut buffer = BytesMut::with_capacity(READ_BUFFER_BYTES_IDLE);
     let mut decoder = RequestFrameDecoder::new(FrameDecoderConfig {
         frame_bytes_max: shard.config.frame_bytes_max,
     });
@@ -273,7 +328,7 @@ async fn read_frame(
         }
     }
     let decoded = decoder.decode(buffer);
-    release_large_buffer(buffer);
+    release_large_buffer(buffer, total_bytes);
     let frame = match decoded {
         Ok(Some(frame)) => frame,
         Ok(None) => {
@@ -303,11 +358,16 @@ async fn read_frame(
     Ok(Next::Frame)
 }
 
-/// After a large frame was split off, the read buffer would keep the frame's whole allocation
-/// alive for as long as the connection lives; move the few leftover bytes to a small buffer.
-fn release_large_buffer(buffer: &mut BytesMut) {
-    if buffer.capacity() > 4 * READ_CHUNK_BYTES {
-        let mut small = BytesMut::with_capacity(READ_CHUNK_BYTES.max(buffer.len()));
+/// Gives a large read buffer back after the frame it held was split off.
+///
+/// The split-off frame and the buffer's remainder share one allocation, so the remainder alone
+/// would keep a large frame's whole allocation alive for as long as the connection lives (and
+/// `capacity()` shows only the remainder's share of it). After a frame larger than the idle
+/// size, the few leftover bytes (at most one over-read chunk of a pipelined next frame) move to
+/// a fresh buffer of the idle size; the frame's allocation is freed when its handler is done.
+fn release_large_buffer(buffer: &mut BytesMut, frame_total_bytes: usize) {
+    if frame_total_bytes > READ_BUFFER_BYTES_IDLE || buffer.capacity() > READ_BUFFER_BYTES_IDLE {
+        let mut small = BytesMut::with_capacity(READ_BUFFER_BYTES_IDLE.max(buffer.len()));
         small.extend_from_slice(buffer);
         *buffer = small;
     }
@@ -358,10 +418,15 @@ async fn fill(
 ) -> io::Result<bool> {
     while buffer.len() < wanted {
         let start = buffer.len();
-        // Read at least a chunk so that small pipelined frames take few reads; the over-read
-        // is bounded by the chunk size.
-        let chunk = (wanted - start).max(READ_CHUNK_BYTES);
-        buffer.resize(start + chunk, 0);
+        // Read into all the room the buffer has, so that small pipelined frames take few reads
+        // (the over-read is bounded by the buffer's idle size); a frame that does not fit grows
+        // the buffer to fit it, by no more than the idle size past the frame's end.
+        let target_len = if wanted <= buffer.capacity() {
+            buffer.capacity()
+        } else {
+            wanted.max(start + READ_BUFFER_BYTES_IDLE)
+        };
+        buffer.resize(target_len, 0);
         let idle = start == 0;
         let read = async { Some(reader.read(&mut buffer[start..]).await) };
         let result = if idle {
@@ -405,5 +470,54 @@ async fn write_responses(mut writer: Half, queue: local_channel::LocalReceiver<I
             unsafe { libc::shutdown(writer.fd, libc::SHUT_RDWR) };
             return;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn heap_trim_is_due_once_many_connections_closed_since_the_peak() {
+        let trim = HeapTrim::default();
+        for open in 1..=1_000 {
+            trim.connection_opened(open);
+        }
+        assert!(!trim.due(1_000), "nothing closed yet");
+        assert!(!trim.due(1_000 - TRIM_CONNECTIONS_CLOSED_MIN + 1));
+        assert!(trim.due(10), "most closed");
+        assert!(!trim.due(10), "the peak restarts at the trim");
+        assert!(!trim.due(0), "fewer than the minimum closed since");
+        trim.connection_opened(TRIM_CONNECTIONS_CLOSED_MIN);
+        assert!(trim.due(0));
+    }
+
+    #[test]
+    fn the_read_buffer_goes_back_to_the_idle_size_after_a_large_frame() {
+        let frame_total_bytes = 1 << 20;
+        let leftover = [7u8; 100];
+        let mut buffer = BytesMut::with_capacity(frame_total_bytes + leftover.len());
+        buffer.resize(frame_total_bytes, 1);
+        buffer.extend_from_slice(&leftover);
+        let frame = buffer.split_to(frame_total_bytes).freeze();
+        release_large_buffer(&mut buffer, frame_total_bytes);
+        assert_eq!(
+            &buffer[..],
+            &leftover[..],
+            "the next frame's bytes are kept"
+        );
+        assert_eq!(buffer.capacity(), READ_BUFFER_BYTES_IDLE);
+        drop(frame);
+
+        let mut small = BytesMut::with_capacity(READ_BUFFER_BYTES_IDLE);
+        small.resize(200, 1);
+        let address = small.as_ptr();
+        let _frame = small.split_to(100).freeze();
+        release_large_buffer(&mut small, 100);
+        assert_eq!(
+            small.as_ptr(),
+            address.wrapping_add(100),
+            "a small frame's buffer is kept, not copied"
+        );
     }
 }

@@ -4,9 +4,13 @@
 //! Both live on one shard and are never shared across threads, so they use `Cell`/`RefCell`
 //! rather than atomics. Invariant: a waiter registered before a `set`/`notify` is always woken by
 //! it; wakers are dropped once woken, so the waiter list is bounded by the number of tasks
-//! currently waiting (itself bounded by connections × in-flight requests).
+//! currently waiting (itself bounded by connections × in-flight requests). A [`LatchWait`] also
+//! removes its waker when it is dropped unwoken: every idle connection waits on the shard's
+//! draining latch between frames, and a waker kept after that wait ended would keep the whole
+//! connection task's memory alive until shutdown.
 
 use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll, Waker};
@@ -15,14 +19,18 @@ use std::task::{Context, Poll, Waker};
 #[derive(Debug, Default)]
 pub struct Latch {
     set: Cell<bool>,
-    wakers: RefCell<Vec<Waker>>,
+    /// The waker of every pending [`LatchWait`], by its waiter id.
+    wakers: RefCell<HashMap<u64, Waker>>,
+    next_waiter_id: Cell<u64>,
 }
 
 impl Latch {
     /// Sets the latch and wakes every waiter.
     pub fn set(&self) {
         self.set.set(true);
-        for waker in self.wakers.borrow_mut().drain(..) {
+        // Taken out first: no borrow is held while the wakers run.
+        let wakers = std::mem::take(&mut *self.wakers.borrow_mut());
+        for waker in wakers.into_values() {
             waker.wake();
         }
     }
@@ -34,25 +42,50 @@ impl Latch {
 
     /// Completes once the latch is set.
     pub fn wait(&self) -> LatchWait<'_> {
-        LatchWait { latch: self }
+        LatchWait {
+            latch: self,
+            waiter_id: None,
+        }
     }
 }
 
-/// The future returned by [`Latch::wait`].
+/// The future returned by [`Latch::wait`]: holds one registration (its latest waker) while
+/// pending, removed when it completes or is dropped.
 #[derive(Debug)]
 pub struct LatchWait<'a> {
     latch: &'a Latch,
+    waiter_id: Option<u64>,
 }
 
 impl Future for LatchWait<'_> {
     type Output = ();
 
-    fn poll(self: Pin<&mut Self>, context: &mut Context<'_>) -> Poll<()> {
-        if self.latch.set.get() {
+    fn poll(mut self: Pin<&mut Self>, context: &mut Context<'_>) -> Poll<()> {
+        let latch = self.latch;
+        if latch.set.get() {
+            if let Some(waiter_id) = self.waiter_id.take() {
+                latch.wakers.borrow_mut().remove(&waiter_id);
+            }
             return Poll::Ready(());
         }
-        self.latch.wakers.borrow_mut().push(context.waker().clone());
+        let waiter_id = *self.waiter_id.get_or_insert_with(|| {
+            let waiter_id = latch.next_waiter_id.get();
+            latch.next_waiter_id.set(waiter_id + 1);
+            waiter_id
+        });
+        latch
+            .wakers
+            .borrow_mut()
+            .insert(waiter_id, context.waker().clone());
         Poll::Pending
+    }
+}
+
+impl Drop for LatchWait<'_> {
+    fn drop(&mut self) {
+        if let Some(waiter_id) = self.waiter_id.take() {
+            self.latch.wakers.borrow_mut().remove(&waiter_id);
+        }
     }
 }
 
@@ -114,6 +147,31 @@ mod tests {
             })
             .unwrap();
         executor.join().unwrap();
+    }
+
+    #[test]
+    fn a_latch_wait_keeps_one_waker_and_removes_it_when_dropped() {
+        let waker = futures_lite::future::block_on(futures_lite::future::poll_fn(|context| {
+            Poll::Ready(context.waker().clone())
+        }));
+        let mut context = Context::from_waker(&waker);
+        let latch = Latch::default();
+        // Many waits that end unwoken (an idle connection's reads) leave nothing behind.
+        for _ in 0..1_000 {
+            let mut wait = latch.wait();
+            assert!(Pin::new(&mut wait).poll(&mut context).is_pending());
+            assert!(Pin::new(&mut wait).poll(&mut context).is_pending());
+            assert_eq!(latch.wakers.borrow().len(), 1, "one waker per waiter");
+        }
+        assert!(
+            latch.wakers.borrow().is_empty(),
+            "dropped waits are forgotten"
+        );
+        let mut wait = latch.wait();
+        assert!(Pin::new(&mut wait).poll(&mut context).is_pending());
+        latch.set();
+        assert!(latch.wakers.borrow().is_empty());
+        assert!(Pin::new(&mut wait).poll(&mut context).is_ready());
     }
 
     #[test]

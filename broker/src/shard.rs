@@ -26,6 +26,7 @@ use weir_storage::PartitionLog;
 
 use crate::catalog::{Catalog, TopicId, OFFSETS_TOPIC};
 use crate::config::Config;
+use crate::conn::{trim_heap, HeapTrim};
 use crate::hash::shard_for_partition;
 use crate::http;
 use crate::metrics::{self, MetricsSnapshot, ShardMetrics, StorageCounters};
@@ -170,6 +171,8 @@ pub struct Shard {
     pub request_memory: Rc<Semaphore>,
     /// Notified whenever a connection closes (drain waits on it).
     pub connection_closed: Signal,
+    /// When to give the memory of closed connections back to the OS.
+    pub heap_trim: HeapTrim,
     catalog: RefCell<Arc<Catalog>>,
     /// Serializes catalog applications on this shard.
     catalog_lock: Semaphore,
@@ -436,6 +439,14 @@ impl Shard {
 
     /// Runs periodic storage work on owned partitions: age rolls and retention.
     pub async fn maintain(&self) {
+        let open = self.metrics.connections_open.get();
+        if self.heap_trim.due(open) {
+            debug!(
+                shard = self.id,
+                open, "many connections closed; trimming the heap"
+            );
+            trim_heap();
+        }
         let now_ms = weir_storage::wall_clock_ms();
         let partitions: Vec<Rc<Partition>> = self.partitions.borrow().values().cloned().collect();
         for partition in partitions {
@@ -565,6 +576,7 @@ pub async fn run(setup: ShardSetup) -> Result<(), ShardError> {
         draining: Latch::default(),
         request_memory,
         connection_closed: Signal::default(),
+        heap_trim: HeapTrim::default(),
         catalog: RefCell::new(Arc::new(Catalog::default())),
         catalog_lock: Semaphore::new(1),
         catalog_write_lock: Semaphore::new(1),
