@@ -7,7 +7,11 @@
 //! currently waiting (itself bounded by connections × in-flight requests). A [`LatchWait`] also
 //! removes its waker when it is dropped unwoken: every idle connection waits on the shard's
 //! draining latch between frames, and a waker kept after that wait ended would keep the whole
-//! connection task's memory alive until shutdown.
+//! connection task's memory alive until shutdown. A [`Signal`] cannot tell a waiter that stopped
+//! waiting (a long-poll fetch that timed out) from one still waiting, so its list is capped at
+//! [`SIGNAL_WAKERS_MAX`]: registering past the cap wakes every listed waiter once (a spurious
+//! wake-up; a waiter still waiting re-checks and registers again) and forgets them, so a quiet
+//! partition polled by timed-out fetches never accumulates their tasks' memory.
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
@@ -89,6 +93,9 @@ impl Drop for LatchWait<'_> {
     }
 }
 
+/// Most wakers a [`Signal`] keeps before it wakes and forgets them all (see the module docs).
+pub const SIGNAL_WAKERS_MAX: usize = 256;
+
 /// A counter of events (e.g. appends to a partition); waiters wait for it to pass a value.
 #[derive(Debug, Default)]
 pub struct Signal {
@@ -116,9 +123,22 @@ impl Signal {
         if self.count.get() != seen {
             return true;
         }
-        let mut wakers = self.wakers.borrow_mut();
-        if !wakers.iter().any(|existing| existing.will_wake(waker)) {
+        let stale = {
+            let mut wakers = self.wakers.borrow_mut();
+            if wakers.iter().any(|existing| existing.will_wake(waker)) {
+                return false;
+            }
+            let stale = if wakers.len() >= SIGNAL_WAKERS_MAX {
+                std::mem::take(&mut *wakers)
+            } else {
+                Vec::new()
+            };
             wakers.push(waker.clone());
+            stale
+        };
+        // Woken after the borrow ends: a waker may run code that registers again.
+        for waker in stale {
+            waker.wake();
         }
         false
     }
@@ -188,5 +208,36 @@ mod tests {
         assert!(signal.wakers.borrow().is_empty());
         assert!(signal.changed_since(seen, &waker));
         assert!(!signal.changed_since(signal.count(), &waker));
+    }
+
+    /// Counts how often it was woken.
+    struct CountingWaker(std::sync::atomic::AtomicUsize);
+
+    impl std::task::Wake for CountingWaker {
+        fn wake(self: std::sync::Arc<Self>) {
+            self.0.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+
+    #[test]
+    fn signal_forgets_waiters_that_stopped_waiting_once_past_its_cap() {
+        let signal = Signal::default();
+        let seen = signal.count();
+        // Many fetches that registered and then timed out, with no event in between.
+        let counters: Vec<std::sync::Arc<CountingWaker>> = (0..SIGNAL_WAKERS_MAX * 4)
+            .map(|_| std::sync::Arc::new(CountingWaker(Default::default())))
+            .collect();
+        for counter in &counters {
+            let waker = Waker::from(std::sync::Arc::clone(counter));
+            assert!(!signal.changed_since(seen, &waker));
+            assert!(signal.wakers.borrow().len() <= SIGNAL_WAKERS_MAX);
+        }
+        // Every forgotten waiter was woken once, so a live one would have registered again;
+        // the ones still listed are woken by the next event.
+        signal.notify();
+        for counter in &counters {
+            assert_eq!(counter.0.load(std::sync::atomic::Ordering::Relaxed), 1);
+        }
+        assert!(signal.wakers.borrow().is_empty());
     }
 }
