@@ -19,7 +19,7 @@ pub const SEGMENT_BYTES_MAX_LIMIT: u64 = u32::MAX as u64;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum FlushPolicy {
     /// Acknowledge only after an fdatasync covering the batch; concurrent appends share one
-    /// write and one fdatasync (group commit).
+    /// fdatasync (group commit) and their writes are pipelined.
     #[default]
     Always,
     /// Acknowledge once the batch is in the log's write buffer; the owner calls
@@ -84,9 +84,16 @@ pub struct LogConfig {
     pub batch_limits: BatchLimits,
     /// Bytes of recent batches kept in memory to serve tail reads without disk I/O.
     pub tail_cache_bytes_max: usize,
-    /// Bytes of appended but not yet written batches; a larger backlog makes appends wait for
-    /// a write-out.
+    /// Bytes of appended batches held in memory until they are written (under
+    /// [`FlushPolicy::Always`]: until they are durable); a larger backlog makes appends wait for
+    /// a sync point. It bounds how much one fdatasync can cover, so it should hold every append
+    /// a partition has in flight.
     pub write_buffer_bytes_max: usize,
+    /// Log writes (each a chunk of whole blocks, or the final partial block of a sync point)
+    /// the log keeps in flight at once.
+    pub writes_in_flight_max: usize,
+    /// Largest log write, in bytes (rounded down to the file's block size, at least one block).
+    pub write_chunk_bytes_max: usize,
     /// Minimum number of bytes one disk read asks for.
     pub read_chunk_bytes_min: u32,
     /// Bytes per read when recovery or an index rebuild scans a segment.
@@ -106,7 +113,9 @@ impl Default for LogConfig {
             flush: FlushPolicy::Always,
             batch_limits: BatchLimits::default(),
             tail_cache_bytes_max: 8 << 20,
-            write_buffer_bytes_max: 4 << 20,
+            write_buffer_bytes_max: 16 << 20,
+            writes_in_flight_max: 4,
+            write_chunk_bytes_max: 1 << 20,
             read_chunk_bytes_min: 64 << 10,
             scan_chunk_bytes: 1 << 20,
             preallocate: true,
@@ -149,6 +158,12 @@ impl LogConfig {
         }
         if self.write_buffer_bytes_max == 0 {
             return invalid("write_buffer_bytes_max", "at least 1", "0".to_string());
+        }
+        if self.writes_in_flight_max == 0 {
+            return invalid("writes_in_flight_max", "at least 1", "0".to_string());
+        }
+        if self.write_chunk_bytes_max == 0 {
+            return invalid("write_chunk_bytes_max", "at least 1", "0".to_string());
         }
         if self.read_chunk_bytes_min == 0 {
             return invalid("read_chunk_bytes_min", "at least 1", "0".to_string());
@@ -238,6 +253,20 @@ mod tests {
                 "write_buffer_bytes_max",
                 LogConfig {
                     write_buffer_bytes_max: 0,
+                    ..LogConfig::default()
+                },
+            ),
+            (
+                "writes_in_flight_max",
+                LogConfig {
+                    writes_in_flight_max: 0,
+                    ..LogConfig::default()
+                },
+            ),
+            (
+                "write_chunk_bytes_max",
+                LogConfig {
+                    write_chunk_bytes_max: 0,
                     ..LogConfig::default()
                 },
             ),

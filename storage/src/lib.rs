@@ -14,8 +14,9 @@
 //! Code map: [`config`] (limits and policies), [`error`] (typed errors), [`io`] (the file I/O
 //! trait, the glommio O_DIRECT backend with the polled-I/O probe workaround, and a
 //! fault-injecting wrapper), `layout` (file names and index encodings), `segment` and `scan`
-//! (indexes and segment scans), `write` (admission, group commit, roll, seal), `read` (reads,
-//! timestamp lookup, lazy index loading), `recovery` (open), `retention`, `tail_cache`.
+//! (indexes and segment scans), `write` (admission, the write pipeline, group commit, roll,
+//! seal), `read` (reads, timestamp lookup, lazy index loading), `recovery` (open),
+//! `retention`, `tail_cache`.
 //!
 //! # On-disk layout
 //!
@@ -63,39 +64,51 @@
 //! # Durability and the write path
 //!
 //! Files are opened with O_DIRECT through io_uring (glommio `DmaFile`), so writes are whole
-//! aligned blocks. The log keeps the partial last block of the active segment in memory and
-//! rewrites it in front of the next write; the rewritten prefix is byte-identical to what is on
-//! disk, so a torn rewrite cannot damage bytes that were already durable. Under
-//! [`FlushPolicy::Always`] an append returns after an fdatasync that covers it, and concurrent
-//! appends share one write and one fdatasync (group commit: whoever arrives while a cycle is in
-//! flight is covered by the next one; the task that leads a cycle yields once first so that
-//! appenders already runnable join it). Write cycles, rolls and segment creation take a writer
-//! role that is handed over first come, first served, so none of them starves under load. A
-//! failed cycle fails every append it covered and returns the segment to its last durable
-//! state. Under `Interval` and `Never` an append returns once the batch is in the bounded
-//! write buffer; the buffer is written out when full, and synced by [`PartitionLog::flush`],
-//! [`PartitionLog::flush_if_due`] (the owner's tick, or [`run_interval_flusher`]) and on roll
-//! and close; buffered batches are already acknowledged, so a failed write-out keeps them and
-//! the next one retries. The log runs no task of its own. Reads never see stale disk bytes:
-//! anything not yet written is served from memory. Under `Always`, readers see only durable
-//! batches ([`PartitionLog::stable_end_offset`]).
+//! aligned blocks. Appended batches wait in a bounded write buffer, and their whole blocks are
+//! written at once as a pipeline: up to `writes_in_flight_max` writes of at most
+//! `write_chunk_bytes_max` each are in flight while appenders keep filling the buffer and while
+//! an fdatasync runs. The partial last block of the active segment stays in memory; it is
+//! written only by a sync point and rewritten (byte-identically) in front of the bytes that
+//! complete it, and never while another running write covers it, so a torn or reordered
+//! rewrite cannot damage bytes that were already durable. Under [`FlushPolicy::Always`] an
+//! append returns after an fdatasync that covers it: a sync point writes the rest of the
+//! buffer, waits for every write up to its end, fdatasyncs, and acknowledges every append
+//! ending at or below the contiguous completed position; concurrent appends share it (group
+//! commit: whoever arrives while one is in flight is covered by the next one; the task that
+//! leads a sync point yields once first so that appenders already runnable join it). Sync
+//! points, rolls and segment creation take a writer role that is handed over first come, first
+//! served, so none of them starves under load. A failed write or fdatasync fails every append
+//! not yet acknowledged and returns the segment to its last durable state. Under `Interval` and
+//! `Never` an append returns once the batch is in the write buffer; its blocks are written
+//! the same way, the rest when the buffer fills, and everything is synced by
+//! [`PartitionLog::flush`], [`PartitionLog::flush_if_due`] (the owner's tick, or
+//! [`run_interval_flusher`]) and on roll and close; buffered batches are already acknowledged,
+//! so a failed write keeps them and the next one retries. The log runs no task of its own
+//! besides the detached I/O of its writes. Reads never see stale disk bytes: anything not yet
+//! written is served from memory. Under `Always`, readers see only durable batches
+//! ([`PartitionLog::stable_end_offset`]).
 //!
 //! Memory: the tail cache (`tail_cache_bytes_max`), the write buffer
-//! (`write_buffer_bytes_max`), the active segment's index, and the index of every sealed
+//! (`write_buffer_bytes_max`; under `Always` a batch stays in it until it is durable), the
+//! aligned copies of the writes in flight (`writes_in_flight_max` × `write_chunk_bytes_max`, plus
+//! one block per sync point), the active segment's index, and the index of every sealed
 //! segment that has been read since open (16 bytes per index entry, one entry per
 //! `index_interval_bytes`: about 0.4% of the segment bytes at the default 4 KiB).
 //!
 //! # Fault model: what a crash leaves and what recovery does
 //!
 //! Assumptions: a completed fdatasync makes the written blocks of that file and its size
-//! durable; a write may be torn at any sector boundary; directory entries are durable after
-//! the directory is fsynced (done when a segment is created).
+//! durable (the log acknowledges only bytes below the contiguous run of writes that completed
+//! before the fdatasync was issued); a write may be torn at any sector boundary; writes in
+//! flight at once may complete, and reach the medium, in any order (so two of them never
+//! cover the same block); directory entries are durable after the directory is fsynced (done
+//! when a segment is created).
 //!
 //! | left on disk after a crash | how [`PartitionLog::open`] treats it |
 //! | --- | --- |
 //! | a torn batch, or garbage/zeros, after the last complete batch of the last segment | truncated at the first batch whose length, CRC or offset fails; the file is preallocated again and synced |
-//! | complete but unacknowledged batches at the tail (written, not yet synced) | kept if they pass the checks: they were never acknowledged, so keeping them is allowed |
-//! | batches of a refused cycle (written, then the fdatasync failed) past the log end | the next write zero-fills up to the furthest attempted write, so they cannot reappear; if the process dies before that, they are treated like any unacknowledged tail |
+//! | complete but unacknowledged batches at the tail (written, not yet synced), possibly with holes where writes still in flight at the crash did not land | kept up to the first hole or torn batch if they pass the checks: they were never acknowledged, so keeping them is allowed |
+//! | batches of a failed write or fdatasync (some of their writes completed) past the log end | the next sync point zero-fills up to the furthest attempted write, so they cannot reappear; if the process dies before that, they are treated like any unacknowledged tail |
 //! | index entries that point past the recovered end, or at a wrong batch | dropped; the scan starts at the last entry that points at its batch and rebuilds the rest |
 //! | a missing or damaged index of the last segment | rebuilt by scanning the segment |
 //! | a missing or damaged index of a sealed segment | rebuilt (and written back) on first read, from a full scan of that segment |

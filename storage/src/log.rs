@@ -3,14 +3,16 @@
 //!
 //! Owns one partition directory. A [`PartitionLog`] lives on one glommio executor (it is
 //! `!Send`); every method takes `&self` and the state sits in a `RefCell` that is never borrowed
-//! across an `.await`, so several tasks may append, read and flush concurrently. Writers (write
-//! cycles, rolls, segment creation) are serialized by a first-come-first-served writer role;
-//! admissions (offset assignment) are synchronous and therefore atomic.
+//! across an `.await`, so several tasks may append, read and flush concurrently. Sync points,
+//! rolls and segment creation are serialized by a first-come-first-served writer role;
+//! admissions (offset assignment) and the issuing of log writes are synchronous and therefore
+//! atomic, so writes are issued in position order whichever task issues them.
 //!
 //! Offsets, from low to high, always satisfy
 //! `log_start_offset <= durable_end_offset <= written_end_offset <= log_end_offset`:
 //! below `durable_end_offset` the batches are fdatasynced; below `written_end_offset` they are
-//! in the segment file; the rest are in the write buffer (`unwritten`), in memory. Every batch
+//! in the segment file; the rest are in the write buffer (`unwritten`), in memory, possibly
+//! also in the file already (under `Always` a batch leaves the buffer only once it is durable). Every batch
 //! at or above `written_end_offset` is in memory, so reads never see stale disk bytes. The tail
 //! cache holds a contiguous run of written batches that ends at `written_end_offset`.
 //!
@@ -92,7 +94,8 @@ pub struct LogStats {
     pub batches_appended: u64,
     /// Bytes appended but not yet written to a segment file.
     pub write_buffer_bytes: usize,
-    /// Log writes issued (each covers every batch buffered at that moment).
+    /// Log writes issued (each a chunk of whole blocks, or the rest of the buffer up to a sync
+    /// point).
     pub log_write_count: u64,
     /// fdatasyncs of segment files issued.
     pub fsync_count: u64,
@@ -134,12 +137,33 @@ pub(crate) fn bump(counter: &Cell<u64>, amount: u64) {
 /// Where a waiting appender learns the fate of its batch under [`FlushPolicy::Always`].
 pub(crate) type Completion = Rc<Cell<Option<Result<(), IoFailure>>>>;
 
-/// A batch that has an offset but is not yet written to its segment file.
+/// A batch that has an offset but has not yet left the write buffer: not yet written to its
+/// segment file, or under [`FlushPolicy::Always`] not yet durable.
 pub(crate) struct PendingBatch {
     pub(crate) base_offset: i64,
     pub(crate) next_offset: i64,
+    /// Byte position of the batch in its segment's log file.
+    pub(crate) position: u64,
     pub(crate) bytes: Bytes,
     pub(crate) completion: Option<Completion>,
+    /// The active segment's state just before this batch was admitted: where a failed write
+    /// under [`FlushPolicy::Always`] returns to when this is the oldest buffered batch.
+    pub(crate) rollback: RollbackPoint,
+}
+
+/// The outcome of one detached log write, set by its task when it completes.
+pub(crate) type WriteOutcome = Rc<RefCell<Option<Result<(), IoFailure>>>>;
+
+/// A log write issued by the pipeline and not yet reaped.
+#[derive(Debug)]
+pub(crate) struct LogWrite {
+    /// Aligned start of the write.
+    pub(crate) start: u64,
+    /// End of the log data it carries.
+    pub(crate) data_end: u64,
+    /// End of everything it writes, zeros erasing stale bytes included.
+    pub(crate) end: u64,
+    pub(crate) outcome: WriteOutcome,
 }
 
 impl std::fmt::Debug for PendingBatch {
@@ -152,14 +176,12 @@ impl std::fmt::Debug for PendingBatch {
     }
 }
 
-/// The active segment's state as it was when the write buffer was last empty: where a failed
-/// group commit under [`FlushPolicy::Always`] returns to.
+/// The active segment's index state before a batch was admitted (its size and the log end
+/// offset are the batch's position and base offset).
 #[derive(Debug, Clone)]
 pub(crate) struct RollbackPoint {
     pub(crate) builder: IndexBuilder,
     pub(crate) index_entry_count: usize,
-    pub(crate) size_bytes: u64,
-    pub(crate) log_end_offset: i64,
 }
 
 /// The segment receiving appends.
@@ -177,13 +199,24 @@ pub(crate) struct ActiveSegment {
     pub(crate) builder: IndexBuilder,
     /// Logical size: every admitted batch.
     pub(crate) size_bytes: u64,
-    /// Bytes written to the log file.
+    /// Bytes whose batches have left the write buffer: written, and under
+    /// [`FlushPolicy::Always`] durable. Reads take bytes below it from the file.
     pub(crate) written_bytes: u64,
+    /// End of the contiguous run of completed log writes: every byte below it is in the file.
+    pub(crate) completed_bytes: u64,
+    /// End of the log data of every write issued so far (`completed_bytes` or more).
+    pub(crate) submitted_bytes: u64,
     /// Bytes covered by an fdatasync.
     pub(crate) durable_bytes: u64,
-    /// The log file's bytes `[align_down(written_bytes), written_bytes)`: the partial last
-    /// block, rewritten (byte-identical) in front of the next write.
+    /// The log file's bytes `[align_down(written_bytes), written_bytes)`: the start of the
+    /// block the first buffered batch starts in, rewritten (byte-identical) by the write that
+    /// carries that batch.
     pub(crate) tail_block: Vec<u8>,
+    /// Log writes issued and not yet reaped, in position order. No two of them that are still
+    /// running cover the same block.
+    pub(crate) writes: VecDeque<LogWrite>,
+    /// A failed fdatasync not yet handled (failed writes stay in `writes` until handled).
+    pub(crate) failure: Option<IoFailure>,
     /// End of the furthest log write ever attempted in this segment. Bytes between the logical
     /// end and this may hold batches of a failed cycle that were never acknowledged; the next
     /// write zeroes them so a crash can never bring them back.
@@ -199,7 +232,6 @@ pub(crate) struct ActiveSegment {
     /// The owner's clock (`now_ms` of [`PartitionLog::roll_if_due`]) when the segment was
     /// first seen holding data: where its age for rolling counts from.
     pub(crate) first_seen_ms: Option<i64>,
-    pub(crate) rollback: Option<RollbackPoint>,
 }
 
 /// Everything about the log that changes.
@@ -255,7 +287,7 @@ pub struct PartitionLog {
     pub(crate) backend: Rc<dyn StorageBackend>,
     pub(crate) state: RefCell<State>,
     pub(crate) changed: Rc<Notify>,
-    /// Detached I/O tasks (write cycles, seals, segment creation) still running; see
+    /// Detached I/O tasks (log writes, sync points, seals, segment creation) still running; see
     /// `PartitionLog::run_detached`.
     pub(crate) io_in_flight: Rc<Cell<usize>>,
     pub(crate) counters: Counters,

@@ -335,15 +335,18 @@ impl PartitionLog {
             builder,
             size_bytes: valid_end,
             written_bytes: valid_end,
+            completed_bytes: valid_end,
+            submitted_bytes: valid_end,
             durable_bytes: valid_end,
             tail_block,
+            writes: VecDeque::new(),
+            failure: None,
             log_high_water_bytes: valid_end,
             index_written_entries: kept,
             index_high_water_bytes: (kept * INDEX_ENTRY_BYTES) as u64,
             time_written_entries: kept,
             time_high_water_bytes: (kept * TIME_INDEX_ENTRY_BYTES) as u64,
             first_seen_ms: None,
-            rollback: None,
         });
         state.assert_offsets();
         Ok(())
@@ -399,7 +402,7 @@ impl PartitionLog {
     }
 
     /// Cuts the index files to the `kept` entries recovery trusts (the scan's new entries are
-    /// written by the next write cycle) and preallocates them again.
+    /// written by the next sync point) and preallocates them again.
     async fn cut_index_files(
         &self,
         index_file: &FileHandle,

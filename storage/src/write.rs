@@ -1,21 +1,34 @@
-//! The write path: admission (offset assignment), write cycles with group commit, rolling,
-//! sealing and creating segments, and the interval flusher.
+//! The write path: admission (offset assignment), the write pipeline with group commit,
+//! rolling, sealing and creating segments, and the interval flusher.
 //!
-//! Owns the transitions of the active segment. A write cycle takes every buffered batch, writes
-//! it with one positioned O_DIRECT write that starts at the aligned start of the file's partial
-//! last block (that block's existing bytes are rewritten unchanged in front of the new ones, so
-//! a torn rewrite cannot damage bytes that were already durable), writes new index entries
-//! beside it, and under [`FlushPolicy::Always`] fdatasyncs the log file. Appenders that arrive
-//! while a cycle is in flight are covered by the next one: group commit. The I/O of a cycle (and
-//! of sealing and creating a segment) runs as a detached task, so it is never abandoned half-way
-//! when an append future is dropped, and new I/O waits for it. State is updated only after the
-//! I/O completes, so a cancelled or failed cycle leaves the state as it was before it.
+//! Owns the transitions of the active segment. An admitted batch goes to the write buffer and
+//! its whole blocks are written at once: the log keeps up to `writes_in_flight_max` positioned
+//! O_DIRECT writes in flight, each a chunk of whole blocks (at most `write_chunk_bytes_max`)
+//! gathered as zero-copy slices of the buffered batches, issued in position order by whichever
+//! task admits a batch or wakes while waiting, so appenders keep filling the buffer while
+//! earlier writes and the fdatasync run. The partial last block stays in memory. A sync point
+//! (the group-commit leader under [`FlushPolicy::Always`], a flush, a roll, or a full buffer)
+//! writes the rest up to the end it covers, partial block included, waits until every write up
+//! to there completed, writes new index entries and fdatasyncs the log file; the fdatasync covers
+//! the contiguous completed writes, and every `Always` append that ends below that position is
+//! acknowledged. Appenders that arrive meanwhile are covered by the next sync point: group
+//! commit. Two running writes never cover the same block, since their completion order is not
+//! guaranteed and an older version of the block could land last: a write that would share a
+//! block with a running one (the partial block a sync point wrote, rewritten byte-identically
+//! in front of the bytes that complete it) is issued only after that one completed. Writes,
+//! and the I/O of sync points, sealing and segment creation, run as detached tasks, so they are
+//! never abandoned half-way when an append future is dropped, and state moves only on their
+//! recorded outcomes.
 //!
-//! On a crash, the log file may hold a torn or unacknowledged tail after the last durable byte,
-//! and the index files may lag or lead the log (they are synced only when a segment is sealed);
-//! recovery cuts the first and repairs the second. A failed cycle under `Always` fails every
-//! buffered append and returns the segment to its last durable state; under the other policies
-//! buffered batches are already acknowledged, so they stay buffered and are retried.
+//! On a crash, the log file may hold a torn or unacknowledged tail after the last durable byte
+//! (any completed write past it, in any order, but never an older version of a block over a
+//! newer one), and the index files may lag or lead the log (they are synced only when a segment
+//! is sealed); recovery cuts the first and repairs the second. A failed write or fdatasync is
+//! handled once every write in flight has finished: under `Always` it fails every buffered
+//! append (none was acknowledged) and returns the segment to its last durable state, and the
+//! next sync point zero-fills up to the furthest write attempted, so a crash cannot bring the
+//! failed batches back; under the other policies buffered batches are already acknowledged,
+//! so they stay buffered and are written again from the end of the completed writes.
 
 use std::{
     cell::Cell,
@@ -34,8 +47,8 @@ use crate::{
     io::{FileHandle, OpenMode},
     layout::{SegmentPaths, TimeEntry, INDEX_ENTRY_BYTES, TIME_INDEX_ENTRY_BYTES},
     log::{
-        bump, ActiveSegment, AppendInfo, Completion, PartitionLog, PendingBatch, RollbackPoint,
-        State,
+        bump, ActiveSegment, AppendInfo, Completion, LogWrite, PartitionLog, PendingBatch,
+        RollbackPoint, State, WriteOutcome,
     },
     segment::{IndexBuilder, LoadedSegment, SealedSegment, SegmentIndex},
     tail_cache::CachedBatch,
@@ -44,6 +57,11 @@ use crate::{
 /// Rounds `value` down to a multiple of `alignment` (a power of two).
 pub(crate) fn align_down(value: u64, alignment: u64) -> u64 {
     value & !(alignment - 1)
+}
+
+/// Rounds `value` up to a multiple of `alignment` (a power of two).
+pub(crate) fn align_up(value: u64, alignment: u64) -> u64 {
+    align_down(value + alignment - 1, alignment)
 }
 
 /// Milliseconds since the Unix epoch by the wall clock.
@@ -107,22 +125,6 @@ enum Admission {
     BufferFull,
 }
 
-/// One write cycle's snapshot of what to write.
-struct WritePlan {
-    base_offset: i64,
-    log: FileHandle,
-    log_path: std::path::PathBuf,
-    log_position: u64,
-    /// The partial block, then every buffered batch.
-    parts: Vec<Bytes>,
-    batch_count: usize,
-    new_written_bytes: u64,
-    new_tail_block: Vec<u8>,
-    index_write: Option<IndexWrite>,
-    time_write: Option<IndexWrite>,
-    sync: bool,
-}
-
 /// A write of index entries.
 struct IndexWrite {
     file: FileHandle,
@@ -154,7 +156,7 @@ fn index_region(
 
 /// The last partial block after writing `parts` (the old partial block first) at an aligned
 /// position.
-fn last_partial_block(parts: &[Bytes], alignment: u64) -> Vec<u8> {
+fn last_partial_block(parts: &[&[u8]], alignment: u64) -> Vec<u8> {
     let total: u64 = parts.iter().map(|part| part.len() as u64).sum();
     let keep = (total % alignment) as usize;
     let mut block = Vec::with_capacity(keep);
@@ -192,6 +194,7 @@ impl PartitionLog {
                     base_offset,
                     completion,
                 } => {
+                    self.issue_writes(None);
                     if let Some(completion) = completion {
                         self.wait_durable(&completion).await?;
                     }
@@ -281,19 +284,13 @@ impl PartitionLog {
         );
 
         let policy = self.config.flush;
-        let log_end_offset = state.log_end_offset;
-        let unwritten_was_empty = state.unwritten.is_empty();
         let Some(active) = state.active.as_mut() else {
             unreachable!("checked above");
         };
-        if unwritten_was_empty {
-            active.rollback = Some(RollbackPoint {
-                builder: active.builder,
-                index_entry_count: active.index.entries.len(),
-                size_bytes: active.size_bytes,
-                log_end_offset,
-            });
-        }
+        let rollback = RollbackPoint {
+            builder: active.builder,
+            index_entry_count: active.index.entries.len(),
+        };
         let position = active.size_bytes;
         if let Some((entry, time)) =
             active
@@ -308,8 +305,10 @@ impl PartitionLog {
         state.unwritten.push_back(PendingBatch {
             base_offset,
             next_offset,
+            position,
             bytes: stored,
             completion: completion.clone(),
+            rollback,
         });
         state.unwritten_bytes += size_bytes;
         assert!(next_offset > state.log_end_offset, "offsets must increase");
@@ -354,18 +353,19 @@ impl PartitionLog {
             && state.unwritten_bytes + size_bytes > self.config.write_buffer_bytes_max
     }
 
-    /// Waits until a write cycle has made the batch durable or failed it, leading the next
-    /// cycle itself when no task holds or waits for the writer role.
+    /// Waits until a sync point has made the batch durable or failed it, leading the next
+    /// sync point itself when no task holds or waits for the writer role; keeps the write
+    /// pipeline full while it waits.
     async fn wait_durable(&self, completion: &Completion) -> Result<(), AppendError> {
         loop {
             if let Some(result) = completion.take() {
                 return result.map_err(AppendError::from);
             }
-            let generation = {
-                let state = self.state.borrow();
-                (!state.writer_queue.is_empty()).then(|| self.changed.generation())
-            };
-            if let Some(generation) = generation {
+            let generation = self.changed.generation();
+            // Keep the pipeline full while another task leads the sync point: a completed
+            // write frees a slot for the next chunk of buffered blocks.
+            self.issue_writes(None);
+            if !self.state.borrow().writer_queue.is_empty() {
                 self.changed.wait(generation).await;
                 continue;
             }
@@ -437,70 +437,239 @@ impl PartitionLog {
         }
     }
 
-    /// Writes every buffered batch and pending index entry; fdatasyncs the log file if `sync`.
+    /// A sync point (with `sync` false, a write-out): issues log writes until every byte
+    /// admitted so far is in flight, waits until they completed, writes pending index entries
+    /// and, if `sync`, fdatasyncs the log file, then acknowledges every `Always` append the
+    /// fdatasync covers. Appends admitted meanwhile keep filling the write buffer and their whole
+    /// blocks are written at once (see [`PartitionLog::issue_writes`]); the next sync point
+    /// covers them. A failure, of this cycle's writes or of any earlier one, is handled here
+    /// (see [`PartitionLog::handle_failure`]).
     pub(crate) async fn write_cycle(
         &self,
         _writer: &WriterGuard<'_>,
         sync: bool,
     ) -> Result<(), IoFailure> {
-        self.wait_io_idle().await;
-        let Some(plan) = self.plan_write(sync) else {
+        let Some(target_bytes) = self
+            .state
+            .borrow()
+            .active
+            .as_ref()
+            .map(|active| active.size_bytes)
+        else {
             return Ok(());
         };
-        if plan.batch_count > 0 {
-            bump(&self.counters.log_write_count, 1);
+        loop {
+            let generation = self.changed.generation();
+            if let Some(failure) = self.reap() {
+                return Err(self.handle_failure(failure).await);
+            }
+            if self.issue_writes(Some(target_bytes)) && self.completed_bytes() >= target_bytes {
+                break;
+            }
+            self.changed.wait(generation).await;
+        }
+        self.sync_completed(sync).await
+    }
+
+    /// Writes pending index entries and, if `sync`, fdatasyncs the log file, which covers the
+    /// completed log writes; then commits (see [`PartitionLog::commit_sync`]).
+    async fn sync_completed(&self, sync: bool) -> Result<(), IoFailure> {
+        let plan = self.plan_sync(sync);
+        if plan.index_write.is_none() && plan.time_write.is_none() && !plan.sync {
+            self.commit_sync(&plan);
+            return Ok(());
         }
         let log_path = plan.log_path.clone();
-        let Some((plan, outcome)) = self.run_detached(run_cycle_io(plan)).await else {
-            let error = std::io::Error::other("the write task panicked");
-            let failure = IoFailure::new(IoOperation::Write, &log_path, None, error);
-            self.fail_cycle(&failure, None);
-            return Err(failure);
+        let Some((plan, outcome)) = self.run_detached(run_sync_io(plan)).await else {
+            let error = std::io::Error::other("the sync task panicked");
+            let failure = IoFailure::new(IoOperation::Sync, &log_path, None, error);
+            return Err(self.handle_failure(failure).await);
         };
         self.note_index_writes(&plan, outcome.index, outcome.time_index);
-        let attempted_end =
-            plan.log_position + plan.parts.iter().map(|part| part.len() as u64).sum::<u64>();
-        if let Err(error) = outcome.log {
-            let failure = IoFailure::new(
-                IoOperation::Write,
-                &plan.log_path,
-                Some(plan.log_position),
-                error,
-            );
-            self.fail_cycle(&failure, Some(attempted_end));
-            return Err(failure);
-        }
         if let Some((synced, elapsed)) = outcome.sync {
             bump(&self.counters.fsync_count, 1);
             let total = self.counters.fsync_time_total.get() + elapsed;
             self.counters.fsync_time_total.set(total);
             if let Err(error) = synced {
                 let failure = IoFailure::new(IoOperation::Sync, &plan.log_path, None, error);
-                self.fail_cycle(&failure, Some(attempted_end));
-                return Err(failure);
+                return Err(self.handle_failure(failure).await);
             }
         }
-        self.commit_cycle(plan);
+        self.commit_sync(&plan);
         Ok(())
     }
 
-    fn plan_write(&self, sync: bool) -> Option<WritePlan> {
+    /// End of the contiguous completed log writes of the active segment.
+    fn completed_bytes(&self) -> u64 {
+        self.state
+            .borrow()
+            .active
+            .as_ref()
+            .map_or(0, |active| active.completed_bytes)
+    }
+
+    /// Takes the completed writes off the front of the pipeline, advancing `completed_bytes`;
+    /// under `Interval` and `Never` the batches they finished leave the write buffer. Returns
+    /// the first failure not yet handled.
+    fn reap(&self) -> Option<IoFailure> {
+        let mut guard = self.state.borrow_mut();
+        let state = &mut *guard;
+        let active = state.active.as_mut()?;
+        if let Some(failure) = &active.failure {
+            return Some(failure.clone());
+        }
+        while let Some(front) = active.writes.front() {
+            let outcome = front.outcome.borrow().clone();
+            match outcome {
+                None => break,
+                Some(Err(failure)) => return Some(failure),
+                Some(Ok(())) => {
+                    assert!(
+                        front.start <= active.completed_bytes,
+                        "log writes are issued contiguously"
+                    );
+                    active.completed_bytes = active.completed_bytes.max(front.data_end);
+                    active.writes.pop_front();
+                }
+            }
+        }
+        let completed_bytes = active.completed_bytes;
+        if self.config.flush != FlushPolicy::Always {
+            retire(state, completed_bytes);
+        }
+        None
+    }
+
+    /// Issues log writes while a slot is free (`writes_in_flight_max`): chunks of whole blocks
+    /// of buffered data, as soon as they are buffered; with `through`, also the rest up to that
+    /// position: its partial last block, and zeros up to the furthest write a failure left.
+    /// Never issues a write that shares a block with a running one: their completion order is
+    /// not guaranteed, so an older version of the block could land last. Returns whether
+    /// everything up to `through` is issued.
+    pub(crate) fn issue_writes(&self, through: Option<u64>) -> bool {
+        if self.reap().is_some() {
+            return false;
+        }
+        loop {
+            let (file, path, position, parts, outcome) = {
+                let mut guard = self.state.borrow_mut();
+                let state = &mut *guard;
+                let Some(active) = state.active.as_mut() else {
+                    return true;
+                };
+                if active
+                    .writes
+                    .iter()
+                    .any(|write| matches!(*write.outcome.borrow(), Some(Err(_))))
+                {
+                    return false;
+                }
+                let alignment = active.alignment;
+                let done = through.is_none_or(|target| {
+                    active.submitted_bytes >= target
+                        && active.log_high_water_bytes <= active.submitted_bytes
+                });
+                let chunk_bytes =
+                    align_down(self.config.write_chunk_bytes_max as u64, alignment).max(alignment);
+                let start = align_down(active.submitted_bytes, alignment);
+                let eager_end = align_down(active.size_bytes, alignment);
+                let (data_end, end) = if start < eager_end {
+                    let data_end = eager_end.min(start + chunk_bytes);
+                    (data_end, data_end)
+                } else if let Some(target) = through.filter(|_| !done) {
+                    let data_end = target.max(active.submitted_bytes);
+                    (data_end, data_end.max(active.log_high_water_bytes))
+                } else {
+                    return true;
+                };
+                let running = active
+                    .writes
+                    .iter()
+                    .filter(|write| write.outcome.borrow().is_none());
+                let mut running_count = 0usize;
+                let mut shares_a_block = false;
+                let block_end = align_up(end, alignment);
+                for write in running {
+                    running_count += 1;
+                    shares_a_block |=
+                        write.start < block_end && start < align_up(write.end, alignment);
+                }
+                if running_count >= self.config.writes_in_flight_max || shares_a_block {
+                    return done;
+                }
+                let mut parts = gather(active, &state.unwritten, start, data_end);
+                if end > data_end {
+                    // Erase what a failed write left after the log end.
+                    parts.push(Bytes::from(vec![0u8; (end - data_end) as usize]));
+                    active.log_high_water_bytes = data_end;
+                }
+                let outcome = Rc::new(std::cell::RefCell::new(None));
+                active.writes.push_back(LogWrite {
+                    start,
+                    data_end,
+                    end,
+                    outcome: outcome.clone(),
+                });
+                assert!(
+                    data_end >= active.submitted_bytes,
+                    "submitted bytes must not shrink"
+                );
+                active.submitted_bytes = data_end;
+                (
+                    active.log.clone(),
+                    active.paths.log.clone(),
+                    start,
+                    parts,
+                    outcome,
+                )
+            };
+            bump(&self.counters.log_write_count, 1);
+            self.spawn_log_write(file, path, position, parts, outcome);
+        }
+    }
+
+    /// Runs one log write as a detached task (see [`PartitionLog::run_detached`]) that records
+    /// its outcome and wakes the waiters.
+    fn spawn_log_write(
+        &self,
+        file: FileHandle,
+        path: std::path::PathBuf,
+        position: u64,
+        parts: Vec<Bytes>,
+        outcome: WriteOutcome,
+    ) {
+        self.io_in_flight.set(self.io_in_flight.get() + 1);
+        let in_flight = self.io_in_flight.clone();
+        let changed = self.changed.clone();
+        glommio::spawn_local(async move {
+            let slices: Vec<&[u8]> = parts.iter().map(|part| &part[..]).collect();
+            let written = file
+                .write_at(position, &slices)
+                .await
+                .map(|_| ())
+                .map_err(|error| IoFailure::new(IoOperation::Write, &path, Some(position), error));
+            *outcome.borrow_mut() = Some(written);
+            in_flight.set(in_flight.get() - 1);
+            changed.notify_all();
+        })
+        .detach();
+    }
+
+    /// What a sync point writes to the index files and whether it fdatasyncs.
+    fn plan_sync(&self, sync: bool) -> SyncPlan {
         let state = self.state.borrow();
-        let active = state.active.as_ref()?;
-        let batch_count = state.unwritten.len();
-        let mut parts = Vec::with_capacity(batch_count + 1);
-        parts.push(Bytes::copy_from_slice(&active.tail_block));
-        parts.extend(state.unwritten.iter().map(|batch| batch.bytes.clone()));
-        let new_written_bytes = active.size_bytes;
+        let Some(active) = state.active.as_ref() else {
+            unreachable!("the active segment cannot change while the writer role is held");
+        };
         let index_write = (active.index_written_entries < active.index.entries.len()).then(|| {
+            let written_bytes = (active.index_written_entries * INDEX_ENTRY_BYTES) as u64;
             let (position, bytes) = index_region(
                 active.alignment,
-                (active.index_written_entries * INDEX_ENTRY_BYTES) as u64,
+                written_bytes,
                 active.index_high_water_bytes,
-                active.index.encode_offsets_from(align_down(
-                    (active.index_written_entries * INDEX_ENTRY_BYTES) as u64,
-                    active.alignment,
-                )),
+                active
+                    .index
+                    .encode_offsets_from(align_down(written_bytes, active.alignment)),
             );
             IndexWrite {
                 file: active.index_file.clone(),
@@ -528,37 +697,27 @@ impl PartitionLog {
                 entry_count: active.index.entries.len(),
             }
         });
-        let sync = sync && (batch_count > 0 || active.durable_bytes < active.written_bytes);
-        if batch_count == 0 && index_write.is_none() && time_write.is_none() && !sync {
-            return None;
-        }
-        let new_tail_block = last_partial_block(&parts, active.alignment);
-        let log_position = align_down(active.written_bytes, active.alignment);
-        if batch_count > 0 && new_written_bytes < active.log_high_water_bytes {
-            // Erase what a failed cycle may have left after the new end.
-            let stale_bytes = active.log_high_water_bytes - new_written_bytes;
-            parts.push(Bytes::from(vec![0u8; stale_bytes as usize]));
-        }
-        Some(WritePlan {
+        // Under `Interval` and `Never` reaping already moved every batch below the completed
+        // position out of the write buffer; under `Always` the commit does.
+        let durable_end_offset =
+            (self.config.flush != FlushPolicy::Always).then_some(state.written_end_offset);
+        SyncPlan {
             base_offset: active.base_offset,
             log: active.log.clone(),
             log_path: active.paths.log.clone(),
-            log_position,
-            parts,
-            batch_count,
-            new_written_bytes,
-            new_tail_block,
             index_write,
             time_write,
-            sync,
-        })
+            sync: sync && active.durable_bytes < active.completed_bytes,
+            durable_target_bytes: active.completed_bytes,
+            durable_end_offset,
+        }
     }
 
     /// Records which index writes landed; a failed index write is retried by the next cycle
     /// (the log, not the index, is the truth).
     fn note_index_writes(
         &self,
-        plan: &WritePlan,
+        plan: &SyncPlan,
         index_result: Option<std::io::Result<()>>,
         time_result: Option<std::io::Result<()>>,
     ) {
@@ -591,9 +750,10 @@ impl PartitionLog {
         }
     }
 
-    /// Applies a successful cycle: the written batches leave the write buffer for the tail
-    /// cache and their appenders learn they are durable.
-    fn commit_cycle(&self, plan: WritePlan) {
+    /// Applies a successful sync point: the fdatasync covers every log write that had
+    /// completed when it was issued, so under `Always` the batches below that position leave
+    /// the write buffer for the tail cache and their appenders learn they are durable.
+    fn commit_sync(&self, plan: &SyncPlan) {
         let mut guard = self.state.borrow_mut();
         let state = &mut *guard;
         let Some(active) = state.active.as_mut() else {
@@ -603,95 +763,97 @@ impl PartitionLog {
             active.base_offset, plan.base_offset,
             "segment changed under a write"
         );
-        assert!(
-            plan.new_written_bytes >= active.written_bytes,
-            "written bytes must not shrink"
-        );
-        active.written_bytes = plan.new_written_bytes;
-        active.tail_block = plan.new_tail_block;
-        let written_end =
-            plan.log_position + plan.parts.iter().map(|part| part.len() as u64).sum::<u64>();
-        if written_end >= active.log_high_water_bytes {
-            active.log_high_water_bytes = active.written_bytes;
-        }
         if plan.sync {
-            active.durable_bytes = active.written_bytes;
-        }
-        for _ in 0..plan.batch_count {
-            let Some(batch) = state.unwritten.pop_front() else {
-                unreachable!("only write cycles remove buffered batches");
-            };
-            assert_eq!(
-                batch.base_offset, state.written_end_offset,
-                "written batches contiguous"
+            assert!(
+                plan.durable_target_bytes <= active.completed_bytes,
+                "an fdatasync covers only completed writes"
             );
-            state.written_end_offset = batch.next_offset;
-            state.unwritten_bytes -= batch.bytes.len();
-            if let Some(completion) = &batch.completion {
-                completion.set(Some(Ok(())));
-            }
-            state.tail_cache.push(CachedBatch {
-                base_offset: batch.base_offset,
-                next_offset: batch.next_offset,
-                bytes: batch.bytes,
-            });
+            active.durable_bytes = active.durable_bytes.max(plan.durable_target_bytes);
+        }
+        let durable_bytes = active.durable_bytes;
+        if self.config.flush == FlushPolicy::Always {
+            retire(state, durable_bytes);
         }
         if plan.sync {
-            state.durable_end_offset = state.written_end_offset;
-        }
-        if state.unwritten.is_empty() {
-            active.rollback = None;
+            let durable_end_offset = plan.durable_end_offset.unwrap_or(state.written_end_offset);
+            state.durable_end_offset = state.durable_end_offset.max(durable_end_offset);
         }
         state.assert_offsets();
         drop(guard);
         self.changed.notify_all();
     }
 
-    /// Applies a failed cycle. Under [`FlushPolicy::Always`] nothing buffered was acknowledged:
-    /// every buffered append fails and the segment returns to its last durable state. Under
-    /// the other policies the buffered batches are acknowledged and stay for the next cycle.
-    fn fail_cycle(&self, failure: &IoFailure, attempted_end_bytes: Option<u64>) {
-        bump(&self.counters.flush_error_count, 1);
-        tracing::warn!(%failure, "log write cycle failed");
-        if let (Some(end), Some(active)) =
-            (attempted_end_bytes, self.state.borrow_mut().active.as_mut())
-        {
-            active.log_high_water_bytes = active.log_high_water_bytes.max(end);
+    /// Handles a failed log write or fdatasync, once every detached write has finished (so
+    /// none can land after the state below is decided): under [`FlushPolicy::Always`] nothing
+    /// buffered was acknowledged, so every buffered append fails and the segment returns to
+    /// its last durable state; under the other policies the buffered batches are acknowledged
+    /// and are written again from the end of the completed writes. Either way the furthest
+    /// write attempted becomes the high water mark that the next sync point zero-fills up to.
+    /// The failure is recorded first, so a cancelled caller leaves it to the next writer.
+    async fn handle_failure(&self, failure: IoFailure) -> IoFailure {
+        if let Some(active) = self.state.borrow_mut().active.as_mut() {
+            active.failure.get_or_insert_with(|| failure.clone());
         }
+        self.wait_io_idle().await;
+        bump(&self.counters.flush_error_count, 1);
+        tracing::warn!(%failure, "log write failed");
+        let mut guard = self.state.borrow_mut();
+        let state = &mut *guard;
+        let Some(active) = state.active.as_mut() else {
+            return failure;
+        };
+        let mut completed_bytes = active.completed_bytes;
+        let mut contiguous = true;
+        for write in active.writes.drain(..) {
+            match *write.outcome.borrow() {
+                Some(Ok(())) if contiguous => {
+                    completed_bytes = completed_bytes.max(write.data_end);
+                }
+                _ => contiguous = false,
+            }
+            active.log_high_water_bytes = active.log_high_water_bytes.max(write.end);
+        }
+        active.log_high_water_bytes = active.log_high_water_bytes.max(active.submitted_bytes);
+        active.failure = None;
         if self.config.flush == FlushPolicy::Always {
-            let mut state = self.state.borrow_mut();
-            let state = &mut *state;
+            if let Some(first) = state.unwritten.front() {
+                active.builder = first.rollback.builder;
+                active.index.truncate(first.rollback.index_entry_count);
+                active.size_bytes = first.position;
+                state.log_end_offset = first.base_offset;
+                if active.size_bytes == 0 {
+                    active.first_seen_ms = None;
+                }
+            }
             for batch in state.unwritten.drain(..) {
                 if let Some(completion) = &batch.completion {
                     completion.set(Some(Err(failure.clone())));
                 }
             }
             state.unwritten_bytes = 0;
-            if let Some(active) = state.active.as_mut() {
-                if let Some(point) = active.rollback.take() {
-                    active.builder = point.builder;
-                    active.index.truncate(point.index_entry_count);
-                    active.size_bytes = point.size_bytes;
-                    state.log_end_offset = point.log_end_offset;
-                    if active.size_bytes == 0 {
-                        active.first_seen_ms = None;
-                    }
-                }
-                let entries = active.index.entries.len();
-                active.index_written_entries = active.index_written_entries.min(entries);
-                active.time_written_entries = active.time_written_entries.min(entries);
-                assert_eq!(
-                    active.size_bytes, active.written_bytes,
-                    "rolled back to written"
-                );
-            }
+            let entries = active.index.entries.len();
+            active.index_written_entries = active.index_written_entries.min(entries);
+            active.time_written_entries = active.time_written_entries.min(entries);
+            assert_eq!(
+                active.size_bytes, active.written_bytes,
+                "rolled back to written"
+            );
+            active.completed_bytes = active.written_bytes;
+            active.submitted_bytes = active.written_bytes;
+            active.durable_bytes = active.durable_bytes.min(active.written_bytes);
             assert_eq!(
                 state.log_end_offset, state.written_end_offset,
                 "rolled back"
             );
-            state.assert_offsets();
+        } else {
+            active.completed_bytes = completed_bytes;
+            active.submitted_bytes = completed_bytes;
+            retire(state, completed_bytes);
         }
+        state.assert_offsets();
+        drop(guard);
         self.changed.notify_all();
+        failure
     }
 
     /// Writes out and fdatasyncs everything appended so far (used by interval ticks, shutdown
@@ -902,15 +1064,18 @@ impl PartitionLog {
             builder: IndexBuilder::new(self.config.index_interval_bytes),
             size_bytes: 0,
             written_bytes: 0,
+            completed_bytes: 0,
+            submitted_bytes: 0,
             durable_bytes: 0,
             tail_block: Vec::new(),
+            writes: std::collections::VecDeque::new(),
+            failure: None,
             log_high_water_bytes: 0,
             index_written_entries: 0,
             index_high_water_bytes: 0,
             time_written_entries: 0,
             time_high_water_bytes: 0,
             first_seen_ms: None,
-            rollback: None,
         });
         drop(state);
         self.changed.notify_all();
@@ -1028,44 +1193,46 @@ async fn run_seal_io(plan: SealPlan) -> Result<(), IoFailure> {
     Ok(())
 }
 
-/// Results of one write cycle's I/O.
-struct CycleOutcome {
-    log: std::io::Result<()>,
+/// What a sync point writes and syncs after its log writes completed.
+struct SyncPlan {
+    base_offset: i64,
+    log: FileHandle,
+    log_path: std::path::PathBuf,
+    index_write: Option<IndexWrite>,
+    time_write: Option<IndexWrite>,
+    sync: bool,
+    /// Completed log bytes when the fdatasync is issued: what it makes durable.
+    durable_target_bytes: u64,
+    /// Under `Interval` and `Never`, the written end offset at that moment.
+    durable_end_offset: Option<i64>,
+}
+
+/// Results of a sync point's I/O.
+struct SyncOutcome {
     index: Option<std::io::Result<()>>,
     time_index: Option<std::io::Result<()>>,
-    /// The fdatasync's result and duration, if the cycle synced.
+    /// The fdatasync's result and duration, if the sync point synced.
     sync: Option<(std::io::Result<()>, std::time::Duration)>,
 }
 
-/// The I/O of a write cycle: the log write beside the index writes, then (if asked, and only
-/// if the log write succeeded) the fdatasync. Owns everything it touches, so it can run
-/// detached.
-async fn run_cycle_io(plan: WritePlan) -> (WritePlan, CycleOutcome) {
+/// The I/O of a sync point: the index writes beside the log file's fdatasync. Owns everything
+/// it touches, so it can run detached.
+async fn run_sync_io(plan: SyncPlan) -> (SyncPlan, SyncOutcome) {
     let outcome = {
-        let slices: Vec<&[u8]> = plan.parts.iter().map(|part| &part[..]).collect();
-        let log_write = async {
-            if plan.batch_count == 0 {
-                return Ok(());
-            }
-            plan.log
-                .write_at(plan.log_position, &slices)
-                .await
-                .map(|_| ())
-        };
         let index_writes = zip(
             write_index(plan.index_write.as_ref()),
             write_index(plan.time_write.as_ref()),
         );
-        let (log, (index, time_index)) = zip(log_write, index_writes).await;
-        let sync = if plan.sync && log.is_ok() {
+        let sync = async {
+            if !plan.sync {
+                return None;
+            }
             let started = Instant::now();
             let synced = plan.log.sync().await;
             Some((synced, started.elapsed()))
-        } else {
-            None
         };
-        CycleOutcome {
-            log,
+        let ((index, time_index), sync) = zip(index_writes, sync).await;
+        SyncOutcome {
             index,
             time_index,
             sync,
@@ -1083,6 +1250,85 @@ async fn write_index(write: Option<&IndexWrite>) -> Option<std::io::Result<()>> 
             .await
             .map(|_| ()),
     )
+}
+
+/// Moves the buffered batches that end at or below `upto_bytes` to the tail cache, completing
+/// their appends: they are written (under `Always`: durable).
+fn retire(state: &mut State, upto_bytes: u64) {
+    let Some(active) = state.active.as_mut() else {
+        return;
+    };
+    while let Some(front) = state.unwritten.front() {
+        let end = front.position + front.bytes.len() as u64;
+        if end > upto_bytes {
+            break;
+        }
+        let Some(batch) = state.unwritten.pop_front() else {
+            unreachable!("checked above");
+        };
+        assert_eq!(
+            batch.position, active.written_bytes,
+            "buffered batches are contiguous in the file"
+        );
+        assert_eq!(
+            batch.base_offset, state.written_end_offset,
+            "written batches contiguous"
+        );
+        active.tail_block =
+            last_partial_block(&[&active.tail_block, &batch.bytes], active.alignment);
+        active.written_bytes = end;
+        state.written_end_offset = batch.next_offset;
+        state.unwritten_bytes -= batch.bytes.len();
+        if let Some(completion) = &batch.completion {
+            completion.set(Some(Ok(())));
+        }
+        state.tail_cache.push(CachedBatch {
+            base_offset: batch.base_offset,
+            next_offset: batch.next_offset,
+            bytes: batch.bytes,
+        });
+    }
+}
+
+/// The bytes of the log file `[start, end)`: the start of the first buffered batch's block
+/// from `tail_block`, the rest as zero-copy slices of the buffered batches.
+fn gather(
+    active: &ActiveSegment,
+    unwritten: &std::collections::VecDeque<PendingBatch>,
+    start: u64,
+    end: u64,
+) -> Vec<Bytes> {
+    let block_start = align_down(active.written_bytes, active.alignment);
+    assert!(
+        block_start <= start && start <= end && end <= active.size_bytes,
+        "a log write covers buffered bytes: {start}..{end} of {block_start}..{}",
+        active.size_bytes
+    );
+    let mut parts = Vec::new();
+    if start < active.written_bytes {
+        let from = (start - block_start) as usize;
+        let to = (end.min(active.written_bytes) - block_start) as usize;
+        parts.push(Bytes::copy_from_slice(&active.tail_block[from..to]));
+    }
+    let first =
+        unwritten.partition_point(|batch| batch.position + batch.bytes.len() as u64 <= start);
+    for batch in unwritten.range(first..) {
+        if batch.position >= end {
+            break;
+        }
+        let batch_end = batch.position + batch.bytes.len() as u64;
+        let from = start.saturating_sub(batch.position) as usize;
+        let to = (end.min(batch_end) - batch.position) as usize;
+        parts.push(batch.bytes.slice(from..to));
+    }
+    // Paired with the check of the bytes read back at recovery: a write carries exactly the
+    // file's bytes of its range.
+    assert_eq!(
+        parts.iter().map(|part| part.len() as u64).sum::<u64>(),
+        end - start,
+        "gathered bytes cover the write"
+    );
+    parts
 }
 
 /// Runs [`PartitionLog::flush_if_due`] every `interval_ms` of the log's
@@ -1109,11 +1355,7 @@ mod tests {
 
     #[test]
     fn partial_block_is_the_bytes_after_the_last_boundary() {
-        let parts = vec![
-            Bytes::from_static(b"abc"),
-            Bytes::from_static(b"defgh"),
-            Bytes::from_static(b"ij"),
-        ];
+        let parts: [&[u8]; 3] = [b"abc", b"defgh", b"ij"];
         assert_eq!(last_partial_block(&parts, 4), b"ij".to_vec());
         assert_eq!(last_partial_block(&parts, 8), b"ij".to_vec());
         assert_eq!(last_partial_block(&parts, 16), b"abcdefghij".to_vec());

@@ -133,7 +133,8 @@ fn content_hash(batch: &[u8]) -> u64 {
 }
 
 /// The log configuration every child and the final check use: small segments so rolls happen
-/// often, and a write buffer that holds every in-flight append.
+/// often, a write buffer that holds every in-flight append, and small log writes so a kill
+/// lands among several writes in flight.
 fn crash_config() -> LogConfig {
     LogConfig {
         segment_bytes_max: 256 << 10,
@@ -141,6 +142,8 @@ fn crash_config() -> LogConfig {
         flush: FlushPolicy::Always,
         tail_cache_bytes_max: 64 << 10,
         write_buffer_bytes_max: 256 << 10,
+        writes_in_flight_max: 4,
+        write_chunk_bytes_max: 4 << 10,
         batch_limits: BatchLimits {
             batch_bytes_max: 16 << 10,
             ..BatchLimits::default()

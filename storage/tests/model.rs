@@ -79,6 +79,9 @@ fn config(policy: FlushPolicy) -> LogConfig {
         },
         tail_cache_bytes_max: 3 << 10,
         write_buffer_bytes_max: 4 << 10,
+        // Single-block writes, so a few batches already spread over several writes in flight.
+        writes_in_flight_max: 3,
+        write_chunk_bytes_max: 512,
         read_chunk_bytes_min: 2048,
         scan_chunk_bytes: 4096,
         preallocate: true,

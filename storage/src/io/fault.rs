@@ -3,14 +3,19 @@
 //!
 //! It owns a [`FaultPlan`] (shared with the test through an `Rc`) and forwards every operation
 //! to the wrapped backend unless the plan says it fails. A failed write or preallocation touches
-//! no bytes, as if the device refused it up front. It keeps no state on disk.
+//! no bytes, as if the device refused it up front. It can hold writes back (so a test controls
+//! when they complete) and records how many writes of one file ran at once and whether two
+//! running writes of one file ever covered the same block. It keeps no state on disk.
 
 use std::{
     cell::{Cell, RefCell},
+    collections::HashMap,
     io,
-    path::Path,
+    path::{Path, PathBuf},
     rc::Rc,
 };
+
+use crate::notify::Notify;
 
 use bytes::Bytes;
 
@@ -33,6 +38,20 @@ pub struct IoCounts {
     pub bytes_read: u64,
     /// Bytes accepted by successful writes.
     pub bytes_written: u64,
+    /// Most writes of one file running at the same time.
+    pub writes_in_flight_max: u64,
+    /// Writes started while a running write of the same file covered one of their blocks.
+    pub overlapping_writes: u64,
+    /// Writes waiting because of [`FaultPlan::set_hold_writes`].
+    pub writes_held: u64,
+}
+
+/// A running write: its file and its blocks `[first, end)`.
+#[derive(Debug, Clone)]
+struct RunningWrite {
+    id: u64,
+    block_first: u64,
+    block_end: u64,
 }
 
 /// What to fail, shared between a test and its [`FaultInjectingBackend`].
@@ -43,6 +62,10 @@ pub struct FaultPlan {
     write_failure_countdown: Cell<Option<(u64, i32)>>,
     sync_failures_left: Cell<u64>,
     fail_reads: Cell<bool>,
+    hold_writes: Cell<bool>,
+    running: RefCell<HashMap<PathBuf, Vec<RunningWrite>>>,
+    write_id_next: Cell<u64>,
+    changed: Notify,
     counts: RefCell<IoCounts>,
 }
 
@@ -77,6 +100,23 @@ impl FaultPlan {
         self.fail_reads.set(fail);
     }
 
+    /// While set, writes wait before they reach the device; clearing it lets them go on.
+    pub fn set_hold_writes(&self, hold: bool) {
+        self.hold_writes.set(hold);
+        self.changed.notify_all();
+    }
+
+    /// Waits until at least `count` writes are held by [`FaultPlan::set_hold_writes`].
+    pub async fn wait_writes_held(&self, count: u64) {
+        loop {
+            let generation = self.changed.generation();
+            if self.counts().writes_held >= count {
+                return;
+            }
+            self.changed.wait(generation).await;
+        }
+    }
+
     /// Operation counts so far.
     pub fn counts(&self) -> IoCounts {
         *self.counts.borrow()
@@ -84,6 +124,52 @@ impl FaultPlan {
 
     fn count(&self, update: impl FnOnce(&mut IoCounts)) {
         update(&mut self.counts.borrow_mut());
+    }
+
+    /// Registers a running write of blocks `[block_first, block_end)` of `path`.
+    fn begin_write(&self, path: &Path, block_first: u64, block_end: u64) -> u64 {
+        let id = self.write_id_next.get();
+        self.write_id_next.set(id + 1);
+        let mut running = self.running.borrow_mut();
+        let writes = running.entry(path.to_path_buf()).or_default();
+        let overlaps = writes
+            .iter()
+            .any(|write| write.block_first < block_end && block_first < write.block_end);
+        writes.push(RunningWrite {
+            id,
+            block_first,
+            block_end,
+        });
+        let in_flight = writes.len() as u64;
+        drop(running);
+        self.count(|counts| {
+            counts.overlapping_writes += u64::from(overlaps);
+            counts.writes_in_flight_max = counts.writes_in_flight_max.max(in_flight);
+        });
+        id
+    }
+
+    fn end_write(&self, path: &Path, id: u64) {
+        if let Some(writes) = self.running.borrow_mut().get_mut(path) {
+            writes.retain(|write| write.id != id);
+        }
+    }
+
+    /// Waits while writes are held.
+    async fn hold(&self) {
+        if !self.hold_writes.get() {
+            return;
+        }
+        self.count(|counts| counts.writes_held += 1);
+        self.changed.notify_all();
+        loop {
+            let generation = self.changed.generation();
+            if !self.hold_writes.get() {
+                break;
+            }
+            self.changed.wait(generation).await;
+        }
+        self.count(|counts| counts.writes_held -= 1);
     }
 
     fn write_fault(&self) -> Option<io::Error> {
@@ -137,6 +223,7 @@ impl StorageBackend for FaultInjectingBackend {
             let handle: FileHandle = Rc::new(FaultInjectingFile {
                 inner,
                 plan: self.plan.clone(),
+                path: path.to_path_buf(),
             });
             Ok(handle)
         })
@@ -154,6 +241,7 @@ impl StorageBackend for FaultInjectingBackend {
 struct FaultInjectingFile {
     inner: FileHandle,
     plan: Rc<FaultPlan>,
+    path: PathBuf,
 }
 
 impl StorageFile for FaultInjectingFile {
@@ -164,10 +252,19 @@ impl StorageFile for FaultInjectingFile {
     fn write_at<'a>(&'a self, position: u64, parts: &'a [&'a [u8]]) -> IoFuture<'a, usize> {
         Box::pin(async move {
             self.plan.count(|counts| counts.writes += 1);
-            if let Some(error) = self.plan.write_fault() {
-                return Err(error);
-            }
-            let written = self.inner.write_at(position, parts).await?;
+            let alignment = self.inner.alignment();
+            let end = position + parts_len(parts) as u64;
+            let block_end = end.div_ceil(alignment).max(position / alignment + 1);
+            let id = self
+                .plan
+                .begin_write(&self.path, position / alignment, block_end);
+            self.plan.hold().await;
+            let written = match self.plan.write_fault() {
+                Some(error) => Err(error),
+                None => self.inner.write_at(position, parts).await,
+            };
+            self.plan.end_write(&self.path, id);
+            let written = written?;
             self.plan
                 .count(|counts| counts.bytes_written += written as u64);
             debug_assert_eq!(written, parts_len(parts));
