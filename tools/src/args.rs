@@ -36,6 +36,9 @@ pub enum Command {
     Produce(ProduceArgs),
     /// Consume records from a topic and print them, one per line.
     Consume(ConsumeArgs),
+    /// Generate load with producers and consumers and report throughput, latency percentiles
+    /// (produce-ack and end-to-end), and the broker's forwarded requests and CPU per record.
+    Bench(Box<crate::bench::BenchArgs>),
     /// Fit the Universal Scalability Law to measured throughput (needs no broker).
     #[command(subcommand)]
     Usl(crate::usl::UslCommand),

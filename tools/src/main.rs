@@ -1,13 +1,15 @@
-//! `weir`, the command line for Weir: topics, producing and consuming, and fitting the Universal
-//! Scalability Law to measured throughput.
+//! `weir`, the command line for Weir: topics, producing and consuming, load generation
+//! (`weir bench`), and fitting the Universal Scalability Law to measured throughput.
 //!
-//! `args` defines the grammar (`usl` the grammar of its own subcommands); `run` runs each command
-//! against the broker through the client crate, except `weir usl`, which needs no broker. Every
+//! `args` defines the grammar (`usl` and `bench` the grammar of their own options); `run` runs
+//! each command against the broker through the client crate (`bench` through its own module, on
+//! a multi-threaded runtime), except `weir usl`, which needs no broker. Every
 //! failure ends the process with one `error: …` line on stderr and exit status 1; normal output
 //! goes to stdout (records, listings, fit reports) and summaries to stderr, so `weir consume` can
 //! be piped.
 
 mod args;
+mod bench;
 mod run;
 mod usl;
 
@@ -17,10 +19,17 @@ use clap::Parser;
 
 fn main() -> ExitCode {
     let cli = args::Cli::parse();
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
+    // `weir bench` drives many producers and consumers at once: it gets worker threads; every
+    // other command is one sequential conversation with the broker.
+    let mut builder = match &cli.command {
+        args::Command::Bench(bench) => {
+            let mut builder = tokio::runtime::Builder::new_multi_thread();
+            builder.worker_threads(bench.runtime_threads());
+            builder
+        }
+        _ => tokio::runtime::Builder::new_current_thread(),
+    };
+    let runtime = match builder.enable_all().build() {
         Ok(runtime) => runtime,
         Err(error) => {
             eprintln!("error: cannot start the async runtime: {error}");

@@ -1,0 +1,652 @@
+//! The load itself: producer tasks that follow the schedule and consumer tasks that check what
+//! comes back.
+//!
+//! Each producer has its own [`Cluster`] and [`Producer`]. It builds its value once, rewrites
+//! the [`ValueHeader`] per message, hands the record to `Producer::enqueue` (which copies it into
+//! the open batch) and passes the pending delivery to its acknowledger task through a channel of
+//! `unacked_messages_max` slots: a full channel is the closed loop's bound on unacknowledged
+//! messages. The acknowledger awaits deliveries in send order and records produce-ack latency;
+//! deliveries of one partition complete in order, so only a record of another partition that
+//! completes earlier than the one awaited is recorded late (an upper bound).
+//!
+//! Each consumer has its own cluster and is assigned partitions round-robin, positioned at the
+//! log end before the first message is sent. For every (partition, producer) stream it expects
+//! sequences 0, 1, 2, … and counts repeats, gaps and foreign values; once the producers are done
+//! it knows how many messages each stream should hold and stops when it has them or when the
+//! drain timeout passes, counting what never came as lost.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use hdrhistogram::Histogram;
+use tokio::sync::{mpsc, watch};
+use weir_client::{
+    ClientConfig, Cluster, Consumer, ConsumerConfig, Delivery, Producer, ProducerConfig, SeekTo,
+};
+
+use super::header::{ValueHeader, HEADER_BYTES};
+use super::schedule::{global_index, partition_of, producer_share, Mode, Schedule};
+
+/// The largest latency a histogram records exactly; longer ones count as this.
+pub const LATENCY_NS_MAX: u64 = 600 * 1_000_000_000;
+/// Significant decimal digits of every latency histogram.
+pub const LATENCY_SIGNIFICANT_DIGITS: u8 = 3;
+/// The longest single consumer poll, so the end of the run is noticed soon.
+const POLL_MS_MAX: u64 = 100;
+/// The byte that fills a value after its header.
+const FILLER_BYTE: u8 = 0xA5;
+
+/// When the producers stop.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stop {
+    /// After this many messages in all.
+    Messages(u64),
+    /// After this long (open loop: after the messages the schedule holds before it).
+    Duration(Duration),
+}
+
+/// Everything the load needs, decided before it starts.
+#[derive(Debug, Clone)]
+pub struct LoadPlan {
+    /// The bootstrap address.
+    pub broker: String,
+    /// The topic.
+    pub topic: String,
+    /// The topic's partition count.
+    pub partitions: u32,
+    /// Producer tasks.
+    pub producers: u32,
+    /// Consumer tasks (0: produce only).
+    pub consumers: u32,
+    /// Bytes of each value, header included.
+    pub message_bytes: usize,
+    /// How every producer batches and acknowledges.
+    pub producer_config: ProducerConfig,
+    /// When producers stop.
+    pub stop: Stop,
+    /// The open-loop schedule, or `None` for a closed loop.
+    pub schedule: Option<Schedule>,
+    /// How producers spread over partitions.
+    pub mode: Mode,
+    /// `keys[p]` places a record on partition `p`.
+    pub keys: Arc<Vec<Vec<u8>>>,
+    /// The most messages one producer has sent and not seen acknowledged.
+    pub unacked_messages_max: usize,
+    /// How long consumers wait for missing messages after the producers are done.
+    pub drain_timeout: Duration,
+}
+
+/// Counters the progress display reads while the load runs.
+#[derive(Debug, Default)]
+pub struct Progress {
+    /// Messages acknowledged (or failed) so far.
+    pub acknowledged: AtomicU64,
+    /// Messages consumed so far.
+    pub consumed: AtomicU64,
+}
+
+/// What the producers did.
+#[derive(Debug)]
+pub struct ProduceOutcome {
+    /// Messages handed to `enqueue`.
+    pub sent: u64,
+    /// Messages acknowledged.
+    pub acknowledged: u64,
+    /// Messages whose delivery failed.
+    pub failed: u64,
+    /// The first delivery error.
+    pub first_error: Option<String>,
+    /// From the epoch to the last acknowledgement.
+    pub elapsed: Duration,
+    /// Produce-ack latency in nanoseconds, from the intended send time.
+    pub latency_ns: Histogram<u64>,
+}
+
+/// What the consumers saw.
+#[derive(Debug)]
+pub struct ConsumeOutcome {
+    /// Records received.
+    pub received: u64,
+    /// Records that arrived in sequence, each once.
+    pub in_order: u64,
+    /// Records whose sequence was already seen (a repeat or a reordering).
+    pub duplicated: u64,
+    /// Records sent and acknowledged-or-not that never arrived in sequence.
+    pub lost: u64,
+    /// Records that are not bench messages of this run (bad header, unknown producer, or a
+    /// sequence beyond what was sent).
+    pub foreign: u64,
+    /// From the epoch to the last record received.
+    pub elapsed: Duration,
+    /// End-to-end latency in nanoseconds, from the intended send time to receipt.
+    pub latency_ns: Histogram<u64>,
+}
+
+impl ConsumeOutcome {
+    /// Whether every sent message arrived exactly once and in order.
+    pub fn is_exact(&self) -> bool {
+        self.duplicated == 0 && self.lost == 0 && self.foreign == 0
+    }
+}
+
+/// The outcome of a whole load.
+#[derive(Debug)]
+pub struct LoadOutcome {
+    /// The producers' side.
+    pub produce: ProduceOutcome,
+    /// The consumers' side, if there were consumers.
+    pub consume: Option<ConsumeOutcome>,
+}
+
+/// A new, empty latency histogram.
+pub fn latency_histogram() -> Histogram<u64> {
+    // The bounds are constants that hdrhistogram accepts.
+    Histogram::new_with_bounds(1, LATENCY_NS_MAX, LATENCY_SIGNIFICANT_DIGITS)
+        .expect("constant histogram bounds are valid")
+}
+
+fn nanoseconds_since(epoch: Instant) -> u64 {
+    u64::try_from(epoch.elapsed().as_nanos()).unwrap_or(u64::MAX)
+}
+
+async fn connect(broker: &str, role: &str) -> Result<Arc<Cluster>> {
+    let client = ClientConfig {
+        client_id: format!("weir-bench-{role}"),
+        ..ClientConfig::new(broker.to_string())
+    };
+    Cluster::connect(client)
+        .await
+        .with_context(|| format!("{role} cannot connect to {broker}"))
+}
+
+/// Runs the load: sets up every consumer and producer, starts the clock, and waits for both
+/// sides to finish.
+pub async fn run(plan: &LoadPlan, progress: Arc<Progress>) -> Result<LoadOutcome> {
+    let mut consumers = Vec::new();
+    for consumer_index in 0..plan.consumers {
+        consumers.push(prepare_consumer(plan, consumer_index).await?);
+    }
+    let mut producers = Vec::new();
+    for producer_index in 0..plan.producers {
+        let cluster = connect(&plan.broker, &format!("producer-{producer_index}")).await?;
+        // Learn the topic's metadata before the clock starts.
+        cluster.topic(&plan.topic).await?;
+        producers.push(Producer::new(cluster, plan.producer_config)?);
+    }
+
+    let epoch = Instant::now();
+    let (expected_sender, expected_receiver) = watch::channel::<Option<Arc<Vec<Vec<u64>>>>>(None);
+    let mut consumer_tasks = Vec::new();
+    for (consumer, partitions) in consumers {
+        let stream = ConsumerStreams::new(&partitions, plan.partitions, plan.producers);
+        consumer_tasks.push(tokio::spawn(run_consumer(
+            consumer,
+            stream,
+            epoch,
+            expected_receiver.clone(),
+            plan.drain_timeout,
+            progress.clone(),
+        )));
+    }
+    let mut producer_tasks = Vec::new();
+    for (producer_index, producer) in producers.into_iter().enumerate() {
+        let producer_index = u32::try_from(producer_index).context("producer index fits u32")?;
+        producer_tasks.push(tokio::spawn(run_producer(
+            plan.clone(),
+            producer,
+            producer_index,
+            epoch,
+            progress.clone(),
+        )));
+    }
+
+    let mut produce = ProduceOutcome {
+        sent: 0,
+        acknowledged: 0,
+        failed: 0,
+        first_error: None,
+        elapsed: Duration::ZERO,
+        latency_ns: latency_histogram(),
+    };
+    let mut expected = Vec::with_capacity(producer_tasks.len());
+    let mut producer_failure = None;
+    for task in producer_tasks {
+        match task.await.context("a producer task panicked")? {
+            Ok(result) => {
+                produce.sent += result.sent_per_partition.iter().sum::<u64>();
+                produce.acknowledged += result.acknowledged;
+                produce.failed += result.failed;
+                if produce.first_error.is_none() {
+                    produce.first_error = result.first_error;
+                }
+                produce.elapsed = produce.elapsed.max(result.last_acknowledged);
+                produce.latency_ns.add(&result.latency_ns)?;
+                expected.push(result.sent_per_partition);
+            }
+            Err(error) => {
+                producer_failure.get_or_insert(error);
+                expected.push(vec![0; plan.partitions as usize]);
+            }
+        }
+    }
+    // Consumers learn what to expect, and stop once they have it.
+    let _ = expected_sender.send(Some(Arc::new(expected)));
+    if let Some(error) = producer_failure {
+        for task in &consumer_tasks {
+            task.abort();
+        }
+        return Err(error);
+    }
+
+    let consume = if consumer_tasks.is_empty() {
+        None
+    } else {
+        let mut consume = ConsumeOutcome {
+            received: 0,
+            in_order: 0,
+            duplicated: 0,
+            lost: 0,
+            foreign: 0,
+            elapsed: Duration::ZERO,
+            latency_ns: latency_histogram(),
+        };
+        for task in consumer_tasks {
+            let result = task.await.context("a consumer task panicked")??;
+            consume.received += result.received;
+            consume.in_order += result.in_order;
+            consume.duplicated += result.duplicated;
+            consume.lost += result.lost;
+            consume.foreign += result.foreign;
+            consume.elapsed = consume.elapsed.max(result.elapsed);
+            consume.latency_ns.add(&result.latency_ns)?;
+        }
+        Some(consume)
+    };
+    Ok(LoadOutcome { produce, consume })
+}
+
+struct ProducerResult {
+    sent_per_partition: Vec<u64>,
+    acknowledged: u64,
+    failed: u64,
+    first_error: Option<String>,
+    last_acknowledged: Duration,
+    latency_ns: Histogram<u64>,
+}
+
+/// One record on its way: its pending delivery and when it was meant to be sent.
+struct Pending {
+    delivery: Delivery,
+    intended_ns: u64,
+}
+
+async fn run_producer(
+    plan: LoadPlan,
+    producer: Producer,
+    producer_index: u32,
+    epoch: Instant,
+    progress: Arc<Progress>,
+) -> Result<ProducerResult> {
+    let (pending_sender, pending_receiver) = mpsc::channel(plan.unacked_messages_max);
+    let acknowledger = tokio::spawn(acknowledge(pending_receiver, epoch, progress));
+    let sent = produce_messages(&plan, &producer, producer_index, epoch, &pending_sender).await;
+    // Send what lingers, then let the acknowledger drain.
+    producer.flush().await;
+    drop(pending_sender);
+    let acknowledged = acknowledger
+        .await
+        .context("a producer's acknowledger panicked")?;
+    producer.close().await;
+    let sent_per_partition = sent?;
+    Ok(ProducerResult {
+        sent_per_partition,
+        acknowledged: acknowledged.acknowledged,
+        failed: acknowledged.failed,
+        first_error: acknowledged.first_error,
+        last_acknowledged: acknowledged.last_acknowledged,
+        latency_ns: acknowledged.latency_ns,
+    })
+}
+
+/// Sends one producer's messages; returns how many went to each partition.
+async fn produce_messages(
+    plan: &LoadPlan,
+    producer: &Producer,
+    producer_index: u32,
+    epoch: Instant,
+    pending: &mpsc::Sender<Pending>,
+) -> Result<Vec<u64>> {
+    let mut sequences = vec![0u64; plan.partitions as usize];
+    let mut value = vec![FILLER_BYTE; plan.message_bytes.max(HEADER_BYTES)];
+    let limit = match (plan.stop, plan.schedule) {
+        (Stop::Messages(total), _) => Some(producer_share(total, plan.producers, producer_index)),
+        (Stop::Duration(duration), Some(schedule)) => {
+            let total =
+                schedule.messages_before(u64::try_from(duration.as_nanos()).unwrap_or(u64::MAX));
+            Some(producer_share(total, plan.producers, producer_index))
+        }
+        (Stop::Duration(_), None) => None,
+    };
+    let deadline_ns = match plan.stop {
+        Stop::Duration(duration) => u64::try_from(duration.as_nanos()).unwrap_or(u64::MAX),
+        Stop::Messages(_) => u64::MAX,
+    };
+    let mut message_index: u64 = 0;
+    loop {
+        if limit.is_some_and(|limit| message_index >= limit) {
+            break;
+        }
+        let now_ns = nanoseconds_since(epoch);
+        let intended_ns = match plan.schedule {
+            Some(schedule) => {
+                let intended_ns = schedule.intended_ns(global_index(
+                    producer_index,
+                    plan.producers,
+                    message_index,
+                ));
+                if intended_ns > now_ns {
+                    tokio::time::sleep_until((epoch + Duration::from_nanos(intended_ns)).into())
+                        .await;
+                }
+                intended_ns
+            }
+            None if now_ns >= deadline_ns => break,
+            None => now_ns,
+        };
+        let partition = partition_of(plan.mode, producer_index, message_index, plan.partitions);
+        let sequence = &mut sequences[partition as usize];
+        ValueHeader {
+            producer: producer_index,
+            sequence: *sequence,
+            intended_ns,
+        }
+        .encode(&mut value);
+        *sequence += 1;
+        let delivery = producer
+            .enqueue(
+                &plan.topic,
+                Some(&plan.keys[partition as usize]),
+                &value,
+                &[],
+            )
+            .await
+            .with_context(|| format!("producer {producer_index} cannot enqueue"))?;
+        debug_assert_eq!(delivery.partition(), partition);
+        pending
+            .send(Pending {
+                delivery,
+                intended_ns,
+            })
+            .await
+            .context("a producer's acknowledger stopped early")?;
+        message_index += 1;
+    }
+    Ok(sequences)
+}
+
+struct Acknowledged {
+    acknowledged: u64,
+    failed: u64,
+    first_error: Option<String>,
+    last_acknowledged: Duration,
+    latency_ns: Histogram<u64>,
+}
+
+async fn acknowledge(
+    mut pending: mpsc::Receiver<Pending>,
+    epoch: Instant,
+    progress: Arc<Progress>,
+) -> Acknowledged {
+    let mut outcome = Acknowledged {
+        acknowledged: 0,
+        failed: 0,
+        first_error: None,
+        last_acknowledged: Duration::ZERO,
+        latency_ns: latency_histogram(),
+    };
+    while let Some(Pending {
+        delivery,
+        intended_ns,
+    }) = pending.recv().await
+    {
+        let result = delivery.wait().await;
+        let now_ns = nanoseconds_since(epoch);
+        match result {
+            Ok(_) => {
+                outcome.acknowledged += 1;
+                outcome
+                    .latency_ns
+                    .saturating_record(now_ns.saturating_sub(intended_ns).max(1));
+                outcome.last_acknowledged = Duration::from_nanos(now_ns);
+            }
+            Err(error) => {
+                outcome.failed += 1;
+                outcome.first_error.get_or_insert_with(|| error.to_string());
+            }
+        }
+        progress.acknowledged.fetch_add(1, Ordering::Relaxed);
+    }
+    outcome
+}
+
+/// Connects consumer `consumer_index`, assigns its partitions and positions them at the log
+/// end, so it reads exactly what this run produces.
+async fn prepare_consumer(plan: &LoadPlan, consumer_index: u32) -> Result<(Consumer, Vec<u32>)> {
+    let cluster = connect(&plan.broker, &format!("consumer-{consumer_index}")).await?;
+    let config = ConsumerConfig {
+        fetch_max_wait_ms: u32::try_from(POLL_MS_MAX).unwrap_or(u32::MAX),
+        ..ConsumerConfig::default()
+    };
+    let mut consumer = Consumer::new(cluster, config);
+    let partitions: Vec<u32> = (0..plan.partitions)
+        .filter(|partition| partition % plan.consumers == consumer_index)
+        .collect();
+    consumer.assign(&plan.topic, &partitions).await?;
+    for &partition in &partitions {
+        consumer
+            .seek(&plan.topic, partition, SeekTo::Latest)
+            .await?;
+    }
+    Ok((consumer, partitions))
+}
+
+/// The next expected sequence of every (partition, producer) stream one consumer reads.
+#[derive(Debug, Clone)]
+pub struct ConsumerStreams {
+    /// `local[p]` is the index of partition `p` among this consumer's, if it is one of them.
+    local: Vec<Option<usize>>,
+    partitions: Vec<u32>,
+    producers: u32,
+    /// `next[local * producers + producer]`.
+    next: Vec<u64>,
+    /// Counts so far.
+    pub received: u64,
+    /// Records that arrived in sequence.
+    pub in_order: u64,
+    /// Sequences seen before.
+    pub duplicated: u64,
+    /// Sequences skipped over.
+    pub skipped: u64,
+    /// Values that are not bench messages of this run's producers and partitions.
+    pub foreign: u64,
+}
+
+impl ConsumerStreams {
+    /// Streams for `partitions` (of a topic with `partition_count`), each from `producers`.
+    pub fn new(partitions: &[u32], partition_count: u32, producers: u32) -> ConsumerStreams {
+        let mut local = vec![None; partition_count as usize];
+        for (index, &partition) in partitions.iter().enumerate() {
+            local[partition as usize] = Some(index);
+        }
+        ConsumerStreams {
+            local,
+            partitions: partitions.to_vec(),
+            producers,
+            next: vec![0; partitions.len() * producers as usize],
+            received: 0,
+            in_order: 0,
+            duplicated: 0,
+            skipped: 0,
+            foreign: 0,
+        }
+    }
+
+    /// Checks one received value of `partition`; returns its header if it is a bench message.
+    pub fn observe(&mut self, partition: u32, value: &[u8]) -> Option<ValueHeader> {
+        self.received += 1;
+        let slot = self
+            .local
+            .get(partition as usize)
+            .copied()
+            .flatten()
+            .zip(ValueHeader::decode(value).ok())
+            .filter(|(_, header)| header.producer < self.producers);
+        let Some((local, header)) = slot else {
+            self.foreign += 1;
+            return None;
+        };
+        let next = &mut self.next[local * self.producers as usize + header.producer as usize];
+        if header.sequence == *next {
+            self.in_order += 1;
+            *next += 1;
+        } else if header.sequence < *next {
+            self.duplicated += 1;
+        } else {
+            self.skipped += header.sequence - *next;
+            self.in_order += 1;
+            *next = header.sequence + 1;
+        }
+        Some(header)
+    }
+
+    /// Whether every stream reached the count `expected[producer][partition]`.
+    pub fn is_complete(&self, expected: &[Vec<u64>]) -> bool {
+        self.shortfall_and_excess(expected) == (0, 0)
+    }
+
+    /// Messages still missing from each stream's expected count, and sequences received beyond
+    /// it.
+    pub fn shortfall_and_excess(&self, expected: &[Vec<u64>]) -> (u64, u64) {
+        let mut shortfall = 0;
+        let mut excess = 0;
+        for (local, &partition) in self.partitions.iter().enumerate() {
+            for producer in 0..self.producers as usize {
+                let want = expected
+                    .get(producer)
+                    .and_then(|counts| counts.get(partition as usize))
+                    .copied()
+                    .unwrap_or(0);
+                let next = self.next[local * self.producers as usize + producer];
+                shortfall += want.saturating_sub(next);
+                excess += next.saturating_sub(want);
+            }
+        }
+        (shortfall, excess)
+    }
+}
+
+async fn run_consumer(
+    mut consumer: Consumer,
+    mut streams: ConsumerStreams,
+    epoch: Instant,
+    mut expected: watch::Receiver<Option<Arc<Vec<Vec<u64>>>>>,
+    drain_timeout: Duration,
+    progress: Arc<Progress>,
+) -> Result<ConsumeOutcome> {
+    let mut latency_ns = latency_histogram();
+    let mut last_received = Duration::ZERO;
+    let mut drain_deadline: Option<Instant> = None;
+    let final_counts = loop {
+        let known = expected.borrow_and_update().clone();
+        if let Some(counts) = &known {
+            if streams.is_complete(counts) {
+                break counts.clone();
+            }
+            let deadline = *drain_deadline.get_or_insert_with(|| Instant::now() + drain_timeout);
+            if Instant::now() >= deadline {
+                break counts.clone();
+            }
+        }
+        let records = consumer.poll(Duration::from_millis(POLL_MS_MAX)).await?;
+        if records.is_empty() {
+            continue;
+        }
+        let now_ns = nanoseconds_since(epoch);
+        for record in &records {
+            let value = record.value.as_deref().unwrap_or_default();
+            if let Some(header) = streams.observe(record.partition, value) {
+                latency_ns.saturating_record(now_ns.saturating_sub(header.intended_ns).max(1));
+            }
+        }
+        last_received = Duration::from_nanos(now_ns);
+        progress
+            .consumed
+            .fetch_add(records.len() as u64, Ordering::Relaxed);
+    };
+    let (shortfall, excess) = streams.shortfall_and_excess(&final_counts);
+    Ok(ConsumeOutcome {
+        received: streams.received,
+        in_order: streams.in_order,
+        duplicated: streams.duplicated,
+        lost: streams.skipped + shortfall,
+        foreign: streams.foreign + excess,
+        elapsed: last_received,
+        latency_ns,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn value(producer: u32, sequence: u64) -> Vec<u8> {
+        let mut value = vec![0u8; HEADER_BYTES + 4];
+        ValueHeader {
+            producer,
+            sequence,
+            intended_ns: 5,
+        }
+        .encode(&mut value);
+        value
+    }
+
+    #[test]
+    fn streams_in_sequence_are_complete_and_exact() {
+        // This consumer owns partitions 1 and 3 of 4; two producers.
+        let mut streams = ConsumerStreams::new(&[1, 3], 4, 2);
+        for sequence in 0..3 {
+            for producer in 0..2 {
+                assert!(streams.observe(1, &value(producer, sequence)).is_some());
+            }
+            assert!(streams.observe(3, &value(0, sequence)).is_some());
+        }
+        let expected = vec![vec![0, 3, 0, 3], vec![0, 3, 0, 0]];
+        assert!(streams.is_complete(&expected));
+        assert_eq!(streams.received, 9);
+        assert_eq!(streams.in_order, 9);
+        assert_eq!(
+            (streams.duplicated, streams.skipped, streams.foreign),
+            (0, 0, 0)
+        );
+    }
+
+    #[test]
+    fn repeats_gaps_and_foreign_values_are_counted() {
+        let mut streams = ConsumerStreams::new(&[0], 2, 1);
+        streams.observe(0, &value(0, 0));
+        streams.observe(0, &value(0, 0)); // a repeat
+        streams.observe(0, &value(0, 3)); // 1 and 2 skipped
+        streams.observe(0, b"not a bench value at all!"); // foreign
+        streams.observe(0, &value(9, 0)); // no such producer
+        streams.observe(1, &value(0, 0)); // not this consumer's partition
+        assert_eq!(streams.duplicated, 1);
+        assert_eq!(streams.skipped, 2);
+        assert_eq!(streams.foreign, 3);
+        // Expecting 6: two more are missing; expecting 2: two were beyond what was sent.
+        assert_eq!(streams.shortfall_and_excess(&[vec![6, 0]]), (2, 0));
+        assert_eq!(streams.shortfall_and_excess(&[vec![2, 0]]), (0, 2));
+        assert!(!streams.is_complete(&[vec![6, 0]]));
+    }
+}
