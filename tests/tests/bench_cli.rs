@@ -172,6 +172,7 @@ fn bench_reports_every_message_latencies_and_broker_cost() {
     );
     let cpu = number(&report, "/summary/broker/cpu_s_per_million_records");
     assert!(cpu > 0.0, "the broker used CPU for 20,000 records: {cpu}");
+    assert!(number(&report, "/summary/generator_cpu_s") >= 0.0);
     assert_eq!(number(&report, "/config/partitions"), 4.0);
     assert!(number(&report, "/environment/cores") >= 1.0);
     for field in ["kernel", "topic_flush", "date"] {

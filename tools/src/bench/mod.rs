@@ -433,19 +433,31 @@ async fn run_on_topic(
     let before = sample_broker(&probes, &mut notes).await;
     let progress = Arc::new(Progress::default());
     let show_progress = !args.quiet && std::io::stderr().is_terminal();
-    let ticker =
-        show_progress.then(|| tokio::spawn(show_progress_bar(plan.stop, progress.clone())));
+    let (stop_ticker, ticker_stopped) = tokio::sync::oneshot::channel();
+    let ticker = show_progress.then(|| {
+        tokio::spawn(show_progress_bar(
+            plan.stop,
+            progress.clone(),
+            ticker_stopped,
+        ))
+    });
+    let generator_before = probe::read_cpu_ticks(std::process::id()).ok();
     let started = Instant::now();
     let outcome = load::run(&plan, progress).await;
     let wall = started.elapsed();
+    let generator_after = probe::read_cpu_ticks(std::process::id()).ok();
+    let _ = stop_ticker.send(());
     if let Some(ticker) = ticker {
-        ticker.abort();
         let _ = ticker.await;
     }
     let outcome = outcome?;
     let after = sample_broker(&probes, &mut notes).await;
+    let generator_cpu_s = generator_before
+        .zip(generator_after)
+        .map(|(before, after)| ticks_to_seconds(after.total().saturating_sub(before.total())));
 
-    let summary = summarise(&plan, &outcome, &before, &after, notes);
+    let mut summary = summarise(&plan, &outcome, &before, &after, notes);
+    summary.generator_cpu_s = generator_cpu_s;
     let histograms = Histograms {
         produce_ack: LatencyReport::from_histogram(&outcome.produce.latency_ns),
         end_to_end: outcome
@@ -535,9 +547,7 @@ fn summarise(
     let cpu_s = before
         .cpu_ticks
         .zip(after.cpu_ticks)
-        .map(|(before, after)| {
-            after.saturating_sub(before) as f64 / probe::clock_ticks_per_second() as f64
-        });
+        .map(|(before, after)| ticks_to_seconds(after.saturating_sub(before)));
     let records = outcome.produce.acknowledged;
     let cpu_s_per_million_records = cpu_s
         .filter(|_| records > 0)
@@ -554,17 +564,30 @@ fn summarise(
             cpu_s_per_million_records,
             notes,
         },
+        generator_cpu_s: None,
     }
 }
 
-async fn show_progress_bar(stop: Stop, progress: Arc<Progress>) {
-    let bar = match stop {
-        Stop::Messages(total) => indicatif::ProgressBar::new(total),
-        Stop::Duration(_) => indicatif::ProgressBar::new_spinner(),
-    };
-    let template = match stop {
-        Stop::Messages(_) => "{elapsed_precise} [{bar:30}] {pos}/{len} acked  {msg}",
-        Stop::Duration(_) => "{elapsed_precise} {spinner} {pos} acked  {msg}",
+fn ticks_to_seconds(ticks: u64) -> f64 {
+    ticks as f64 / probe::clock_ticks_per_second() as f64
+}
+
+/// Redraws the progress bar every [`PROGRESS_INTERVAL`] until `stopped` fires, then leaves it
+/// at its final state.
+async fn show_progress_bar(
+    stop: Stop,
+    progress: Arc<Progress>,
+    mut stopped: tokio::sync::oneshot::Receiver<()>,
+) {
+    let (bar, template) = match stop {
+        Stop::Messages(total) => (
+            indicatif::ProgressBar::new(total),
+            "{elapsed_precise} [{bar:30}] {pos}/{len} acked  {msg}",
+        ),
+        Stop::Duration(_) => (
+            indicatif::ProgressBar::new_spinner(),
+            "{elapsed_precise} {spinner} {pos} acked  {msg}",
+        ),
     };
     if let Ok(style) = indicatif::ProgressStyle::with_template(template) {
         bar.set_style(style.progress_chars("=> "));
@@ -572,14 +595,21 @@ async fn show_progress_bar(stop: Stop, progress: Arc<Progress>) {
     let mut interval = tokio::time::interval(PROGRESS_INTERVAL);
     let mut last = (Instant::now(), 0u64);
     loop {
-        interval.tick().await;
+        let finished = tokio::select! {
+            _ = interval.tick() => false,
+            _ = &mut stopped => true,
+        };
         let acknowledged = progress.acknowledged.load(Ordering::Relaxed);
         let consumed = progress.consumed.load(Ordering::Relaxed);
         let seconds = last.0.elapsed().as_secs_f64().max(1e-3);
-        let rate = (acknowledged - last.1) as f64 / seconds;
+        let rate = acknowledged.saturating_sub(last.1) as f64 / seconds;
         last = (Instant::now(), acknowledged);
         bar.set_position(acknowledged);
         bar.set_message(format!("{rate:>10.0} msg/s  consumed {consumed}"));
+        if finished {
+            bar.abandon();
+            return;
+        }
     }
 }
 

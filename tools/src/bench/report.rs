@@ -126,6 +126,9 @@ pub struct Summary {
     pub verification: Option<Verification>,
     /// The broker's cost.
     pub broker: BrokerCost,
+    /// This generator's own user + system CPU seconds over the load (to tell whether the
+    /// generator, rather than the broker, was the limit).
+    pub generator_cpu_s: Option<f64>,
 }
 
 /// Both latency distributions.
@@ -232,6 +235,9 @@ pub fn write_table(
     };
     writeln!(out, "broker forwarded requests: {forwarded}")?;
     writeln!(out, "broker CPU:                {cpu}")?;
+    if let Some(seconds) = summary.generator_cpu_s {
+        writeln!(out, "generator CPU:             {seconds:.2} s")?;
+    }
     for note in &summary.broker.notes {
         writeln!(out, "note: {note}")?;
     }
@@ -277,5 +283,42 @@ mod tests {
         assert_eq!(throughput.records_per_s, 500_000.0);
         assert!((throughput.megabytes_per_s - 512.0).abs() < 1e-9);
         assert_eq!(Throughput::new(5, 10, 0.0).records_per_s, 0.0);
+    }
+
+    #[test]
+    fn the_table_names_missing_broker_figures_and_their_reasons() {
+        let summary = Summary {
+            sent: 10,
+            failed: 0,
+            produce: Throughput::new(10, 100, 1.0),
+            consume: None,
+            verification: None,
+            broker: BrokerCost {
+                forwarded_requests_delta: None,
+                cpu_s: None,
+                cpu_s_per_million_records: None,
+                notes: vec!["broker CPU not measured".to_string()],
+            },
+            generator_cpu_s: Some(0.5),
+        };
+        let histograms = Histograms {
+            produce_ack: None,
+            end_to_end: None,
+        };
+        let mut out = Vec::new();
+        write_table(&mut out, &summary, &histograms).expect("write to a Vec");
+        let table = String::from_utf8(out).expect("UTF-8");
+        for needle in [
+            "produce",
+            "broker forwarded requests: n/a",
+            "broker CPU:                n/a",
+            "note: broker CPU not measured",
+            "generator CPU:             0.50 s",
+        ] {
+            assert!(table.contains(needle), "{needle:?} missing from:\n{table}");
+        }
+        // No consumers: no consume row and no end-to-end row.
+        assert!(!table.contains("consume"), "{table}");
+        assert!(!table.contains("end-to-end"), "{table}");
     }
 }
