@@ -2,7 +2,9 @@
 //! closed-loop run of two producers and one consumer over four partitions on two shards, whose
 //! JSON report must account for every message (produced and consumed exactly once), give ordered
 //! latency percentiles, show no cross-shard forwarding, and measure the broker's CPU; the fresh
-//! topic is deleted afterwards. Command lines the bench refuses fail before any load runs.
+//! topic is deleted afterwards. An open-loop run (`--rate` with `--duration-s`, pinned) sends
+//! exactly the messages its schedule holds, paced over the duration, and skips CPU with a note
+//! when it has no pid. Command lines the bench refuses fail before any load runs.
 
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
@@ -228,4 +230,70 @@ fn bench_refuses_impossible_command_lines_before_any_load() {
             "refused only at connect time:\n{stderr}"
         );
     }
+}
+
+#[test]
+fn open_loop_sends_exactly_what_the_schedule_holds() {
+    let broker = BrokerProcess::start_with_cores(2);
+    let json = broker.work_dir().join("open-loop.json");
+    let metrics_url = format!("http://{}/metrics", broker.metrics_address());
+    let bootstrap = broker.bootstrap();
+    // 2,000 messages per second for one second: global messages 0..2000 are meant to be sent
+    // before the second ends. Pinned: producer i writes partition i only.
+    let args = [
+        "--broker",
+        bootstrap.as_str(),
+        "bench",
+        "--rate",
+        "2000",
+        "--duration-s",
+        "1",
+        "--message-bytes",
+        "64",
+        "--producers",
+        "2",
+        "--consumers",
+        "2",
+        "--partitions",
+        "2",
+        "--mode",
+        "pinned",
+        "--json",
+        json.to_str().expect("UTF-8 path"),
+        "--metrics-url",
+        metrics_url.as_str(),
+        "--quiet",
+    ];
+    let output = weir(&args);
+    assert!(output.status.success(), "{}", describe(&args, &output));
+    let report = read_json(&json);
+    assert_eq!(number(&report, "/summary/sent"), 2_000.0);
+    assert_eq!(number(&report, "/summary/produce/messages"), 2_000.0);
+    assert_eq!(number(&report, "/summary/consume/messages"), 2_000.0);
+    assert_eq!(number(&report, "/summary/verification/lost"), 0.0);
+    // Paced over a second, not sent in a burst.
+    assert!(
+        number(&report, "/summary/produce/seconds") >= 0.99,
+        "{report:#}"
+    );
+    assert_eq!(
+        number(&report, "/summary/broker/forwarded_requests_delta"),
+        0.0
+    );
+    // No pid and no ready file: CPU is skipped with a note, not failed.
+    assert!(report
+        .pointer("/summary/broker/cpu_s")
+        .is_some_and(Value::is_null));
+    let notes = report
+        .pointer("/summary/broker/notes")
+        .and_then(Value::as_array)
+        .expect("notes");
+    assert!(
+        notes
+            .iter()
+            .any(|note| note.as_str().is_some_and(|text| text.contains("CPU"))),
+        "{notes:?}"
+    );
+    assert_percentiles_ordered(&report, "produce_ack", 2_000.0);
+    assert_percentiles_ordered(&report, "end_to_end", 2_000.0);
 }
