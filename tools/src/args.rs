@@ -39,7 +39,8 @@ pub enum Command {
     /// Generate load with producers and consumers and report throughput, latency percentiles
     /// (produce-ack and end-to-end), and the broker's forwarded requests and CPU per record.
     Bench(Box<crate::bench::BenchArgs>),
-    /// Fit the Universal Scalability Law to measured throughput (needs no broker).
+    /// Fit the Universal Scalability Law to measured throughput (`fit`, needs no broker), or
+    /// measure it with `weir bench` at several levels of concurrency and fit it (`sweep`).
     #[command(subcommand)]
     Usl(crate::usl::UslCommand),
 }

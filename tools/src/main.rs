@@ -2,8 +2,9 @@
 //! (`weir bench`), and fitting the Universal Scalability Law to measured throughput.
 //!
 //! `args` defines the grammar (`usl` and `bench` the grammar of their own options); `run` runs
-//! each command against the broker through the client crate (`bench` through its own module, on
-//! a multi-threaded runtime), except `weir usl`, which needs no broker. Every
+//! each command against the broker through the client crate (`bench` and `usl sweep` through
+//! their own modules, on a multi-threaded runtime), except `weir usl fit`, which needs no broker.
+//! Every
 //! failure ends the process with one `error: …` line on stderr and exit status 1; normal output
 //! goes to stdout (records, listings, fit reports) and summaries to stderr, so `weir consume` can
 //! be piped.
@@ -25,6 +26,11 @@ fn main() -> ExitCode {
         args::Command::Bench(bench) => {
             let mut builder = tokio::runtime::Builder::new_multi_thread();
             builder.worker_threads(bench.runtime_threads());
+            builder
+        }
+        args::Command::Usl(usl::UslCommand::Sweep(_)) => {
+            let mut builder = tokio::runtime::Builder::new_multi_thread();
+            builder.worker_threads(bench::available_cores());
             builder
         }
         _ => tokio::runtime::Builder::new_current_thread(),

@@ -34,9 +34,14 @@ pub async fn run(cli: Cli) -> Result<()> {
         }
         Command::Produce(produce) => run_produce(connect(&cli.broker).await?, produce).await,
         Command::Consume(consume) => run_consume(connect(&cli.broker).await?, consume).await,
-        Command::Bench(bench) => crate::bench::run(&cli.broker, *bench).await,
-        // Offline: fits measured points, so it must work with no broker running.
-        Command::Usl(command) => crate::usl::run(command),
+        Command::Bench(bench) => {
+            crate::bench::run(&cli.broker, *bench, crate::bench::TableOutput::Stdout)
+                .await
+                .map(drop)
+        }
+        // `usl fit` is offline (it must work with no broker running); `usl sweep` runs the
+        // bench against `--broker` or against brokers it starts itself.
+        Command::Usl(command) => crate::usl::run(&cli.broker, command).await,
     }
 }
 

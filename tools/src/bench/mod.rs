@@ -208,7 +208,8 @@ impl BenchArgs {
     }
 }
 
-fn available_cores() -> usize {
+/// The cores this process may run on.
+pub fn available_cores() -> usize {
     std::thread::available_parallelism().map_or(1, usize::from)
 }
 
@@ -338,7 +339,8 @@ async fn sample_broker(probes: &Probes, notes: &mut Vec<String>) -> BrokerSample
     }
 }
 
-fn kernel_release() -> String {
+/// The running kernel's release (`uname -r`), or `unknown`.
+pub fn kernel_release() -> String {
     if let Ok(release) = std::fs::read_to_string("/proc/sys/kernel/osrelease") {
         return release.trim().to_string();
     }
@@ -353,14 +355,26 @@ fn kernel_release() -> String {
         )
 }
 
-fn now_rfc3339() -> String {
+/// The current UTC time in RFC 3339, or `unknown`.
+pub fn now_rfc3339() -> String {
     time::OffsetDateTime::now_utc()
         .format(&time::format_description::well_known::Rfc3339)
         .unwrap_or_else(|_| "unknown".to_string())
 }
 
-/// Runs `weir bench` against `broker`.
-pub async fn run(broker: &str, args: BenchArgs) -> Result<()> {
+/// Where [`run`] prints its table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TableOutput {
+    /// To stdout: `weir bench` itself.
+    Stdout,
+    /// Nowhere: a caller (`weir usl sweep`) that reports the returned [`Summary`] its own way.
+    Omit,
+}
+
+/// Runs `weir bench` against `broker`, prints the table to `table` and, with `--json`, writes
+/// the report; returns the summary. A run whose deliveries failed or whose consumers saw a
+/// loss, duplicate or foreign record returns an error (after it has reported).
+pub async fn run(broker: &str, args: BenchArgs, table: TableOutput) -> Result<Summary> {
     args.check().map_err(|reason| anyhow!(reason))?;
     let date = now_rfc3339();
     let client = ClientConfig {
@@ -383,7 +397,7 @@ pub async fn run(broker: &str, args: BenchArgs) -> Result<()> {
             (topic, true)
         }
     };
-    let outcome = run_on_topic(broker, &args, &admin, &topic, created, date).await;
+    let outcome = run_on_topic(broker, &args, &admin, &topic, created, date, table).await;
     if created && !args.keep_topic {
         if let Err(error) = admin.delete_topic(&topic).await {
             eprintln!("warning: cannot delete topic \"{topic}\": {error}");
@@ -401,7 +415,8 @@ async fn run_on_topic(
     topic: &str,
     created: bool,
     date: String,
-) -> Result<()> {
+    table: TableOutput,
+) -> Result<Summary> {
     let description = admin
         .describe_topic(topic)
         .await
@@ -465,9 +480,10 @@ async fn run_on_topic(
             .as_ref()
             .and_then(|consume| LatencyReport::from_histogram(&consume.latency_ns)),
     };
-    let mut stdout = std::io::stdout().lock();
-    report::write_table(&mut stdout, &summary, &histograms)?;
-    drop(stdout);
+    if table == TableOutput::Stdout {
+        let mut stdout = std::io::stdout().lock();
+        report::write_table(&mut stdout, &summary, &histograms)?;
+    }
     if let Some(path) = &args.json {
         let document = Report {
             config: RunConfig {
@@ -509,7 +525,7 @@ async fn run_on_topic(
             );
         }
     }
-    Ok(())
+    Ok(summary)
 }
 
 fn summarise(

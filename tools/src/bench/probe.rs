@@ -263,6 +263,8 @@ pub struct ReadyFile {
     pub pid: u32,
     /// The `/metrics` listener (`host:port`), if the file names one.
     pub metrics: Option<String>,
+    /// The shared client listener (`host:port`), if the file names one.
+    pub listen: Option<String>,
 }
 
 /// Reads and parses the broker's `--ready-file` (TOML).
@@ -397,7 +399,7 @@ weir_records_in_total 7
     }
 
     #[test]
-    fn ready_files_give_the_pid_and_metrics_address() {
+    fn ready_files_give_the_pid_metrics_and_listen_addresses() {
         let dir = tempfile::tempdir().expect("temporary directory");
         let path = dir.path().join("ready.toml");
         std::fs::write(
@@ -409,7 +411,8 @@ weir_records_in_total 7
             read_ready_file(&path).expect("valid ready file"),
             ReadyFile {
                 pid: 4242,
-                metrics: Some("127.0.0.1:9348".to_string())
+                metrics: Some("127.0.0.1:9348".to_string()),
+                listen: Some("127.0.0.1:9347".to_string()),
             }
         );
         std::fs::write(&path, "listen = \"x\"\n").expect("write");

@@ -1,12 +1,14 @@
 //! `weir usl`: fitting Gunther's Universal Scalability Law to measured throughput.
 //!
-//! [`fit`] owns the model and the solver, [`plot`] the SVG. This file holds the `weir usl`
+//! [`fit`] owns the model and the solver, [`plot`] the SVG, [`sweep`] `weir usl sweep` (which
+//! measures the points with `weir bench` before it fits them). This file holds the `weir usl`
 //! subcommands' grammar (the top-level grammar in `args.rs` names [`UslCommand`]), the parser of
-//! `N:throughput` points, the text report and the runner. Everything here is offline: no command
-//! talks to a broker, and the only I/O is stdout and the files named by `--plot` and `--json`.
+//! `N:throughput` points, the text report and the runner. `weir usl fit` is offline: it talks to
+//! no broker, and its only I/O is stdout and the files named by `--plot` and `--json`.
 
 pub mod fit;
 pub mod plot;
+pub mod sweep;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -22,6 +24,10 @@ pub enum UslCommand {
     /// Fit C(N) = λN / (1 + α(N−1) + βN(N−1)) to measured points by nonlinear least squares;
     /// print each point with its fitted value and residual, then λ, α, β, R² and the peak N*.
     Fit(UslFitArgs),
+    /// Run `weir bench` at each N of --values (producers, partitions or shards), --repeats times
+    /// each, print each N's mean throughput, spread, broker CPU and forwarded requests, and fit
+    /// the USL to every run as `weir usl fit` does.
+    Sweep(Box<sweep::UslSweepArgs>),
 }
 
 /// Arguments of `weir usl fit`.
@@ -59,10 +65,11 @@ pub fn parse_point(text: &str) -> Result<Point, String> {
     })
 }
 
-/// Runs a `weir usl` command.
-pub fn run(command: UslCommand) -> anyhow::Result<()> {
+/// Runs a `weir usl` command; `broker` is used by `sweep --over producers|partitions` only.
+pub async fn run(broker: &str, command: UslCommand) -> anyhow::Result<()> {
     match command {
         UslCommand::Fit(arguments) => run_fit(&arguments),
+        UslCommand::Sweep(arguments) => sweep::run(broker, &arguments).await,
     }
 }
 
@@ -172,8 +179,10 @@ mod tests {
     fn parse(args: &[&str]) -> Result<UslFitArgs, clap::Error> {
         use clap::Parser;
         let parsed = UslOnly::try_parse_from(std::iter::once("usl").chain(args.iter().copied()))?;
-        let UslCommand::Fit(arguments) = parsed.command;
-        Ok(arguments)
+        match parsed.command {
+            UslCommand::Fit(arguments) => Ok(arguments),
+            other => panic!("expected usl fit, got {other:?}"),
+        }
     }
 
     fn point(concurrency: u32, throughput: f64) -> Point {
