@@ -215,7 +215,7 @@ pub fn available_cores() -> usize {
 
 /// The name of a fresh topic: `bench-` and 16 random hex digits (std's per-process random
 /// hash keys, so no randomness crate is needed).
-fn fresh_topic_name() -> String {
+pub fn fresh_topic_name() -> String {
     let mut hasher = RandomState::new().build_hasher();
     hasher.write_u32(std::process::id());
     hasher.write_u128(
@@ -226,7 +226,8 @@ fn fresh_topic_name() -> String {
     format!("bench-{:016x}", hasher.finish())
 }
 
-fn flush_policy(flush: FlushArg) -> Result<FlushPolicy> {
+/// The client's flush policy for `--flush`.
+pub fn flush_policy(flush: FlushArg) -> Result<FlushPolicy> {
     Ok(match flush {
         FlushArg::Always => FlushPolicy::Always,
         FlushArg::Never => FlushPolicy::Never,

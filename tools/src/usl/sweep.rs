@@ -11,7 +11,10 @@
 //!   single producer would be the bottleneck at small N and the sweep would measure the client.
 //! - `shards`: for each N a fresh `weir-broker --cores N` child process (ephemeral ports, a
 //!   temporary data directory, `--ready-file`), a topic of N × `--partitions-per-shard`
-//!   partitions with one pinned producer per partition, then SIGTERM.
+//!   partitions with one pinned producer per partition, then SIGTERM. The broker places
+//!   partitions on shards by hash, so the sweep creates each run's topic itself and creates it
+//!   again (a new topic id, so a new placement), at most [`PLACEMENT_ATTEMPTS_MAX`] times, until
+//!   every shard owns a partition: a level where some shard idles would not measure N shards.
 //!
 //! Each (N, repeat) is one in-process call of [`crate::bench::run`] on a fresh topic; a failed
 //! run (failed deliveries, or consumers that saw a loss) ends the sweep with its error. The
@@ -33,6 +36,7 @@ use std::time::{Duration, Instant};
 use anyhow::{anyhow, bail, Context, Result};
 use clap::Args;
 use serde::Serialize;
+use weir_client::{Admin, ClientConfig, Cluster, TopicSettings};
 
 use super::fit::{self, Point, UslFit, DISTINCT_CONCURRENCY_MIN};
 use crate::args::{parse_flush, FlushArg};
@@ -61,6 +65,9 @@ pub const BROKER_EXIT_TIMEOUT: Duration = Duration::from_secs(30);
 const UNACKED_MESSAGES_MAX: u32 = 65_536;
 /// `weir bench`'s default `--drain-timeout-s`, used for every run.
 const DRAIN_TIMEOUT_S: u64 = 30;
+/// How many topics `--over shards` creates, at most, looking for one whose partitions cover
+/// every shard.
+pub const PLACEMENT_ATTEMPTS_MAX: u32 = 32;
 /// How often a broker's ready file and exit are polled for.
 const BROKER_POLL_INTERVAL: Duration = Duration::from_millis(20);
 /// Bytes of a failed broker's stderr quoted in the error.
@@ -99,7 +106,8 @@ pub struct UslSweepArgs {
     #[arg(long, value_name = "COUNT",
           value_parser = clap::value_parser!(u32).range(1..=i64::from(PARTITIONS_MAX)))]
     pub partitions: Option<u32>,
-    /// `--over shards` only: partitions per shard, so that every shard owns some.
+    /// `--over shards` only: partitions per shard; each run's topic is recreated until every
+    /// shard owns at least one of them.
     #[arg(long, default_value_t = 2, value_name = "COUNT",
           value_parser = clap::value_parser!(u32).range(1..=64))]
     pub partitions_per_shard: u32,
@@ -623,10 +631,23 @@ async fn run_level(
 ) -> Result<Vec<Measurement>> {
     let mut measurements = Vec::with_capacity(args.repeats as usize);
     for repeat in 1..=args.repeats {
-        let bench_args = args.bench_args(plan, ready_file);
-        let summary = bench::run(broker, bench_args, TableOutput::Omit)
-            .await
-            .with_context(|| format!("N = {}, run {repeat}", plan.level))?;
+        let mut bench_args = args.bench_args(plan, ready_file);
+        let summary = match plan.shards {
+            Some(shards) => {
+                let admin = connect_admin(broker).await?;
+                let topic = create_topic_on_every_shard(&admin, plan, shards, args.flush).await?;
+                bench_args.topic = Some(topic.clone());
+                bench_args.partitions = None;
+                bench_args.flush = None;
+                let summary = bench::run(broker, bench_args, TableOutput::Omit).await;
+                if let Err(error) = admin.delete_topic(&topic).await {
+                    eprintln!("warning: cannot delete topic \"{topic}\": {error}");
+                }
+                summary
+            }
+            None => bench::run(broker, bench_args, TableOutput::Omit).await,
+        }
+        .with_context(|| format!("N = {}, run {repeat}", plan.level))?;
         let measurement = Measurement::from_summary(plan.level, repeat, &summary);
         eprintln!(
             "N = {:>4}  run {repeat}/{}: {:>12.0} records/s  ({} partitions, {} producers{})",
@@ -641,6 +662,75 @@ async fn run_level(
         measurements.push(measurement);
     }
     Ok(measurements)
+}
+
+/// How many distinct shards of `shards` own one of the partitions whose owners are `owners`.
+pub fn shards_covered(owners: &[u32], shards: u32) -> u32 {
+    let mut distinct: Vec<u32> = owners
+        .iter()
+        .copied()
+        .filter(|&owner| owner < shards)
+        .collect();
+    distinct.sort_unstable();
+    distinct.dedup();
+    // At most `shards` distinct values below `shards`, which is a u32.
+    distinct.len() as u32
+}
+
+async fn connect_admin(broker: &str) -> Result<Admin> {
+    let client = ClientConfig {
+        client_id: "weir-usl-sweep".to_string(),
+        ..ClientConfig::new(broker.to_string())
+    };
+    Ok(Admin::new(Cluster::connect(client).await.with_context(
+        || format!("cannot connect to the started broker {broker}"),
+    )?))
+}
+
+/// Creates a fresh topic of `plan.partitions` partitions whose partitions cover all `shards`
+/// shards, trying at most [`PLACEMENT_ATTEMPTS_MAX`] topics; returns its name.
+async fn create_topic_on_every_shard(
+    admin: &Admin,
+    plan: &LevelPlan,
+    shards: u32,
+    flush: Option<FlushArg>,
+) -> Result<String> {
+    let mut best_covered = 0;
+    for _ in 0..PLACEMENT_ATTEMPTS_MAX {
+        let topic = bench::fresh_topic_name();
+        let mut settings = TopicSettings::new().partitions(plan.partitions);
+        if let Some(flush) = flush {
+            settings = settings.flush(bench::flush_policy(flush)?);
+        }
+        admin
+            .create_topic(&topic, &settings)
+            .await
+            .with_context(|| format!("cannot create topic \"{topic}\""))?;
+        let owners: Vec<u32> = match admin.describe_topic(&topic).await {
+            Ok(description) => description
+                .partitions
+                .iter()
+                .map(|partition| partition.owner_shard)
+                .collect(),
+            Err(error) => {
+                let _ = admin.delete_topic(&topic).await;
+                return Err(error).with_context(|| format!("cannot describe topic \"{topic}\""));
+            }
+        };
+        let covered = shards_covered(&owners, shards);
+        if covered == shards {
+            return Ok(topic);
+        }
+        best_covered = best_covered.max(covered);
+        admin
+            .delete_topic(&topic)
+            .await
+            .with_context(|| format!("cannot delete topic \"{topic}\""))?;
+    }
+    bail!(
+        "N = {shards}: in {PLACEMENT_ATTEMPTS_MAX} topics of {} partitions, the broker's placement never gave every shard a partition (at best {best_covered} of {shards}); raise --partitions-per-shard",
+        plan.partitions
+    )
 }
 
 /// The broker executable for `--over shards`: `explicit`, else `weir-broker` in this
@@ -1188,6 +1278,16 @@ mod tests {
             lines[1].trim_end().ends_with('-'),
             "missing figures print as -: {table}"
         );
+    }
+
+    #[test]
+    fn coverage_counts_the_distinct_shards_that_own_a_partition() {
+        assert_eq!(shards_covered(&[0, 1, 0, 1], 2), 2);
+        assert_eq!(shards_covered(&[0, 0, 2, 2], 3), 2, "shard 1 owns nothing");
+        assert_eq!(shards_covered(&[], 1), 0);
+        assert_eq!(shards_covered(&[3, 2, 1, 0, 0, 1], 4), 4);
+        // An owner outside the broker's shards (a bad description) covers nothing.
+        assert_eq!(shards_covered(&[0, 5], 2), 1);
     }
 
     #[test]
