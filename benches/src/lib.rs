@@ -1,5 +1,6 @@
 //! Support for Weir's benchmark programs (`storage-append`, `storage-open`): the physical limit
-//! they compare against (fio), the batches they append, and the scratch directories they use.
+//! they compare against (fio), a peer that issues fio's pattern through glommio (`dma_peer`),
+//! the batches they append, and the scratch directories they use.
 //!
 //! Benchmarks here are programs, not timed tests: each prints the workload it ran, absolute
 //! figures, and a ratio against a limit measured in the same run, so drift on a shared machine
@@ -7,6 +8,7 @@
 //! (under `--dir`, or the system temporary directory) and removes it when it ends, also on
 //! error; a crash can leave that directory behind, and nothing reads it again.
 
+pub mod dma_peer;
 pub mod fio;
 
 use std::path::{Path, PathBuf};

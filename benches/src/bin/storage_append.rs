@@ -9,6 +9,12 @@
 //! it, shared by concurrent appends). The measured time ends after a final flush, so every
 //! policy is timed to the same durable end. All data lives in a scratch directory that is
 //! removed at the end; a crash can leave it behind.
+//!
+//! With `--peer glommio-raw`, fio's own pattern is also written straight through glommio
+//! `DmaFile` (see `weir_benches::dma_peer`) before and after the log, and the program prints
+//! `ratio weir/raw` (the cost of Weir's write path over glommio) and `ratio raw/fio` (the cost
+//! of glommio's I/O path over fio). `--spin-before-park-us` builds every executor of the run
+//! with glommio's `spin_before_park`.
 
 use std::{
     cell::{Cell, RefCell},
@@ -20,9 +26,11 @@ use std::{
 use anyhow::Context;
 use bytes::Bytes;
 use clap::Parser;
-use glommio::LocalExecutorBuilder;
 use hdrhistogram::Histogram;
-use weir_benches::{fio, make_batch, megabytes_per_second, parse_gib, scratch_dir, GIB, MIB};
+use weir_benches::{
+    dma_peer::{self, CpuClock, CpuSpent, PeerBuffers, PeerConfig, PeerRun},
+    fio, make_batch, megabytes_per_second, parse_gib, scratch_dir, GIB, MIB,
+};
 use weir_storage::{FlushPolicy, LogConfig, LogStats, PartitionLog};
 
 /// Append throughput of one partition under a durability policy, compared with fio.
@@ -57,10 +65,36 @@ struct Args {
     /// Skip fio (no ratio is printed).
     #[arg(long)]
     no_fio: bool,
+    /// Also run a peer in the same run: `glommio-raw` writes fio's pattern through glommio
+    /// `DmaFile` before and after the log.
+    #[arg(long, value_enum)]
+    peer: Option<Peer>,
+    /// Writes the peer keeps in flight (fio's iodepth is 4).
+    #[arg(long, default_value_t = 4)]
+    peer_inflight: usize,
+    /// The peer's buffers: `fresh` (allocated and filled per write, as the log's DMA backend
+    /// does) or `reused` (filled once, as fio does).
+    #[arg(long, value_enum, default_value_t = PeerBuffers::Fresh)]
+    peer_buffers: PeerBuffers,
+    /// Shift every peer write by this many bytes (a multiple of the device's sector size):
+    /// 512 makes the peer's writes misaligned for a 4 KiB file-system block, as the log's are.
+    #[arg(long, default_value_t = 0)]
+    peer_shift_bytes: u64,
+    /// Build every glommio executor of the run with `spin_before_park` of this many
+    /// microseconds (default: glommio's default, no spinning).
+    #[arg(long)]
+    spin_before_park_us: Option<u64>,
     /// Parent of the scratch directory (default: the system temporary directory). Use a
     /// directory on the disk you mean to measure.
     #[arg(long)]
     dir: Option<PathBuf>,
+}
+
+/// Peers that can run beside the log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Peer {
+    /// fio's pattern through glommio `DmaFile`.
+    GlommioRaw,
 }
 
 /// What the log part of the run measured.
@@ -70,11 +104,13 @@ struct AppendRun {
     bytes: u64,
     latency_us: Histogram<u64>,
     stats: LogStats,
+    cpu: CpuSpent,
 }
 
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     anyhow::ensure!(args.inflight > 0, "--inflight must be at least 1");
+    anyhow::ensure!(args.peer_inflight > 0, "--peer-inflight must be at least 1");
     anyhow::ensure!(
         args.records_per_batch > 0,
         "--records-per-batch must be at least 1"
@@ -114,24 +150,57 @@ fn main() -> anyhow::Result<()> {
         fio_bytes as f64 / GIB as f64,
         scratch.path().display()
     );
+    let spin_before_park = args.spin_before_park_us.map(Duration::from_micros);
+    let peer = args.peer.map(|_| PeerConfig {
+        total_bytes: args.total_gib,
+        inflight: args.peer_inflight,
+        buffers: args.peer_buffers,
+        spin_before_park,
+        shift_bytes: args.peer_shift_bytes,
+    });
+    if let Some(peer) = &peer {
+        println!(
+            "peer glommio-raw: DmaFile, {:.2} GiB, 1 MiB writes, {} in flight, {} buffers, \
+             fdatasync every 16 MiB, preallocated, positions shifted by {} B; executors: \
+             spin_before_park {}",
+            peer.total_bytes as f64 / GIB as f64,
+            peer.inflight,
+            peer.buffers,
+            peer.shift_bytes,
+            spin_before_park.map_or("off".to_string(), |spin| format!("{} us", spin.as_micros()))
+        );
+    }
 
     let fio_before = run_fio(&args, scratch.path(), fio_bytes, "fio (before)")?;
+    let peer_before = run_peer(peer.as_ref(), scratch.path(), "glommio raw (before)")?;
     let log_dir = scratch.path().join("partition-0");
-    let run = append_run(log_dir, config, batch, args.total_gib, args.inflight)?;
+    let run = append_run(
+        log_dir,
+        config,
+        batch,
+        args.total_gib,
+        args.inflight,
+        spin_before_park,
+    )?;
     print_run(&run);
+    let peer_after = run_peer(peer.as_ref(), scratch.path(), "glommio raw (after)")?;
     let fio_after = run_fio(&args, scratch.path(), fio_bytes, "fio (after)")?;
 
-    if let (Some(before), Some(after)) = (fio_before, fio_after) {
-        let fio_mean = (before + after) / 2.0;
-        let weir = run.bytes as f64 / run.elapsed.as_secs_f64();
-        println!(
-            "fio mean: {:.0} MB/s (before {:.0}, after {:.0}; drift {:+.1}%)",
-            fio_mean / 1e6,
-            before / 1e6,
-            after / 1e6,
-            (after - before) / before * 100.0
-        );
-        println!("ratio weir/fio = {:.2} (target >= 0.80)", weir / fio_mean);
+    let weir = run.bytes as f64 / run.elapsed.as_secs_f64();
+    let fio_mean = mean_of("fio", fio_before, fio_after);
+    let raw_mean = mean_of(
+        "glommio raw",
+        peer_before.map(|peer| peer_bytes_per_second(&peer)),
+        peer_after.map(|peer| peer_bytes_per_second(&peer)),
+    );
+    if let Some(raw) = raw_mean {
+        println!("ratio weir/raw = {:.2}", weir / raw);
+    }
+    if let (Some(raw), Some(fio)) = (raw_mean, fio_mean) {
+        println!("ratio raw/fio = {:.2}", raw / fio);
+    }
+    if let Some(fio) = fio_mean {
+        println!("ratio weir/fio = {:.2} (target >= 0.80)", weir / fio);
     }
     scratch.close().context("removing the scratch directory")?;
     Ok(())
@@ -157,6 +226,59 @@ fn run_fio(
     Ok(Some(write.bytes_per_second))
 }
 
+/// Prints and returns the mean of a figure measured before and after the log, with its drift.
+fn mean_of(label: &str, before: Option<f64>, after: Option<f64>) -> Option<f64> {
+    let (before, after) = (before?, after?);
+    let mean = (before + after) / 2.0;
+    println!(
+        "{label} mean: {:.0} MB/s (before {:.0}, after {:.0}; drift {:+.1}%)",
+        mean / 1e6,
+        before / 1e6,
+        after / 1e6,
+        (after - before) / before * 100.0
+    );
+    Some(mean)
+}
+
+fn peer_bytes_per_second(run: &PeerRun) -> f64 {
+    run.bytes as f64 / run.elapsed.as_secs_f64()
+}
+
+/// Runs the glommio peer if asked and prints what it measured.
+fn run_peer(
+    peer: Option<&PeerConfig>,
+    dir: &std::path::Path,
+    label: &str,
+) -> anyhow::Result<Option<PeerRun>> {
+    let Some(peer) = peer else {
+        return Ok(None);
+    };
+    let run = dma_peer::run(dir, *peer)?;
+    let seconds = run.elapsed.as_secs_f64();
+    println!(
+        "{label}: {:.0} MB/s ({} MiB in {} ms, {} writes, {} fdatasyncs); {}",
+        megabytes_per_second(run.bytes, seconds),
+        run.bytes / MIB,
+        run.elapsed.as_millis(),
+        run.write_count,
+        run.fsync_count,
+        cpu_text(&run.cpu, seconds)
+    );
+    Ok(Some(run))
+}
+
+/// CPU time of the executor thread and of the process's other threads, as shares of `seconds`.
+fn cpu_text(cpu: &CpuSpent, seconds: f64) -> String {
+    let share = |time: Duration| time.as_secs_f64() / seconds * 100.0;
+    format!(
+        "cpu: executor thread {:.2} s ({:.0}%), other threads {:.2} s ({:.0}%)",
+        cpu.executor_thread.as_secs_f64(),
+        share(cpu.executor_thread),
+        cpu.other_threads().as_secs_f64(),
+        share(cpu.other_threads())
+    )
+}
+
 /// Appends `total_bytes` of `batch` with `inflight` tasks and times it up to a final flush.
 fn append_run(
     dir: PathBuf,
@@ -164,9 +286,9 @@ fn append_run(
     batch: Bytes,
     total_bytes: u64,
     inflight: usize,
+    spin_before_park: Option<Duration>,
 ) -> anyhow::Result<AppendRun> {
-    let handle = LocalExecutorBuilder::default()
-        .name("storage-append")
+    let handle = dma_peer::executor_builder("storage-append", spin_before_park)
         .spawn(move || async move {
             append_on_executor(dir, config, batch, total_bytes, inflight).await
         })
@@ -199,6 +321,7 @@ async fn append_on_executor(
     let latency_us = Rc::new(RefCell::new(
         Histogram::<u64>::new_with_bounds(1, 600_000_000, 3).context("histogram")?,
     ));
+    let cpu = CpuClock::start();
     let started = Instant::now();
     let tasks: Vec<_> = (0..inflight)
         .map(|_| {
@@ -223,6 +346,7 @@ async fn append_on_executor(
     }
     log.flush().await.context("final flush")?;
     let elapsed = started.elapsed();
+    let cpu = cpu.spent();
     if let Some(flusher) = flusher {
         flusher.cancel().await;
     }
@@ -238,6 +362,7 @@ async fn append_on_executor(
         bytes: batch_count * batch.len() as u64,
         latency_us,
         stats,
+        cpu,
     })
 }
 
@@ -246,12 +371,13 @@ fn print_run(run: &AppendRun) {
     let stats = &run.stats;
     let latency = &run.latency_us;
     println!(
-        "weir: {:.0} MB/s, {:.0} appends/s ({} appends, {} MiB in {:.2} s)",
+        "weir: {:.0} MB/s, {:.0} appends/s ({} appends, {} MiB in {:.2} s); {}",
         megabytes_per_second(run.bytes, seconds),
         run.appends as f64 / seconds,
         run.appends,
         run.bytes / MIB,
-        seconds
+        seconds,
+        cpu_text(&run.cpu, seconds)
     );
     println!(
         "append latency: p50 {:.2} ms, p99 {:.2} ms, p99.9 {:.2} ms, max {:.2} ms",
