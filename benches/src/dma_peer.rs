@@ -6,8 +6,8 @@
 //! it afterwards; a crash can leave the file behind inside the caller's scratch directory. The
 //! pattern is fio's `--bs=1M --rw=write --direct=1 --iodepth=4 --fdatasync=16` on a
 //! preallocated file: 1 MiB aligned writes, `inflight` of them running, and after every 16 MiB
-//! the writes are drained and the file is fdatasynced (an fdatasync issued while writes run
-//! would not cover them, so draining is what a durable end needs).
+//! (`writes_per_sync`) the writes are drained and the file is fdatasynced (an fdatasync issued
+//! while writes run would not cover them, so draining is what a durable end needs).
 
 use std::{
     collections::VecDeque,
@@ -31,8 +31,8 @@ pub const PEER_FILE_NAME: &str = "raw-dma.tmp";
 /// Bytes per write, as fio's `--bs=1M`.
 pub const WRITE_BYTES: u64 = MIB;
 
-/// Writes between two fdatasyncs, as fio's `--fdatasync=16`.
-pub const WRITES_PER_SYNC: u64 = 16;
+/// Writes between two fdatasyncs by default, as fio's `--fdatasync=16`.
+pub const WRITES_PER_SYNC_DEFAULT: u64 = 16;
 
 /// Where the peer's write buffers come from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -67,6 +67,8 @@ pub struct PeerConfig {
     /// 0 is fio's pattern; 512 keeps the writes aligned for a 512-byte-sector device but not
     /// for a 4 KiB file-system block, which is where the log's writes land.
     pub shift_bytes: u64,
+    /// Writes between two fdatasyncs (1 MiB each).
+    pub writes_per_sync: u64,
 }
 
 /// What one peer run measured.
@@ -167,6 +169,10 @@ pub fn run(dir: &Path, config: PeerConfig) -> anyhow::Result<PeerRun> {
     anyhow::ensure!(
         config.inflight > 0,
         "the peer needs at least one write in flight"
+    );
+    anyhow::ensure!(
+        config.writes_per_sync > 0,
+        "the peer needs at least one write per fdatasync"
     );
     let dir = dir.to_path_buf();
     let handle = executor_builder("storage-append-peer", config.spin_before_park)
@@ -276,7 +282,7 @@ async fn write_all(
         running.push_back(task);
         writes_since_sync += 1;
         let last = write_index + 1 == write_count;
-        if writes_since_sync == WRITES_PER_SYNC || last {
+        if writes_since_sync == config.writes_per_sync || last {
             writes_since_sync = 0;
             while !running.is_empty() {
                 finish_oldest(&mut running).await?;

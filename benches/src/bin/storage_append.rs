@@ -76,6 +76,10 @@ struct Args {
     /// does) or `reused` (filled once, as fio does).
     #[arg(long, value_enum, default_value_t = PeerBuffers::Fresh)]
     peer_buffers: PeerBuffers,
+    /// MiB the peer writes between two fdatasyncs (fio's `--fdatasync=16`; the log syncs about
+    /// every `--inflight` batches).
+    #[arg(long, default_value_t = dma_peer::WRITES_PER_SYNC_DEFAULT)]
+    peer_sync_mib: u64,
     /// Shift every peer write by this many bytes (a multiple of the device's sector size):
     /// 512 makes the peer's writes misaligned for a 4 KiB file-system block, as the log's are.
     #[arg(long, default_value_t = 0)]
@@ -157,15 +161,17 @@ fn main() -> anyhow::Result<()> {
         buffers: args.peer_buffers,
         spin_before_park,
         shift_bytes: args.peer_shift_bytes,
+        writes_per_sync: args.peer_sync_mib,
     });
     if let Some(peer) = &peer {
         println!(
             "peer glommio-raw: DmaFile, {:.2} GiB, 1 MiB writes, {} in flight, {} buffers, \
-             fdatasync every 16 MiB, preallocated, positions shifted by {} B; executors: \
+             fdatasync every {} MiB, preallocated, positions shifted by {} B; executors: \
              spin_before_park {}",
             peer.total_bytes as f64 / GIB as f64,
             peer.inflight,
             peer.buffers,
+            peer.writes_per_sync,
             peer.shift_bytes,
             spin_before_park.map_or("off".to_string(), |spin| format!("{} us", spin.as_micros()))
         );
