@@ -64,7 +64,9 @@
 //! # Durability and the write path
 //!
 //! Files are opened with O_DIRECT through io_uring (glommio `DmaFile`), so writes are whole
-//! aligned blocks. Appended batches wait in a bounded write buffer, and their whole blocks are
+//! aligned blocks; a block is the larger of the device's O_DIRECT alignment and the file
+//! system's block size, because ext4 serialises (and hands to a kernel worker) any direct write
+//! that covers part of one of its blocks in a preallocated extent. Appended batches wait in a bounded write buffer, and their whole blocks are
 //! written at once as a pipeline: up to `writes_in_flight_max` writes of at most
 //! `write_chunk_bytes_max` each are in flight while appenders keep filling the buffer and while
 //! an fdatasync runs. The partial last block of the active segment stays in memory; it is

@@ -97,8 +97,9 @@ impl StorageBackend for DmaBackend {
                 options.create(true).truncate(true);
             }
             let file = options.dma_open(path).await.map_err(os_error)?;
+            let cluster_bytes = u64::from(file.stat().await.map_err(os_error)?.fs_cluster_size);
             let handle: FileHandle = Rc::new(DmaStorageFile {
-                alignment: file.alignment(),
+                alignment: write_alignment(file.alignment(), cluster_bytes),
                 file: RefCell::new(Some(Rc::new(file))),
             });
             Ok(handle)
@@ -115,6 +116,24 @@ impl StorageBackend for DmaBackend {
             directory.sync().await.map_err(os_error)?;
             directory.close().await.map_err(os_error)
         })
+    }
+}
+
+/// The alignment of every write: the larger of the device's O_DIRECT alignment and the file
+/// system's block size.
+///
+/// The device alone may accept 512-byte-aligned O_DIRECT writes, but ext4 runs a write that
+/// starts or ends inside one of its blocks of a preallocated (unwritten) extent only under the
+/// exclusive inode lock, after waiting for every other direct write on the file: io_uring's
+/// non-blocking attempt fails and the write is handed to an io-wq worker, so writes in flight
+/// are serialised and the disk idles between them. Writing whole file-system blocks keeps every
+/// write on the submitting thread and lets several run at once. A block size that is not a
+/// power of two (no such file system is known) falls back to the device's alignment.
+fn write_alignment(device_bytes: u64, cluster_bytes: u64) -> u64 {
+    if cluster_bytes.is_power_of_two() {
+        device_bytes.max(cluster_bytes)
+    } else {
+        device_bytes
     }
 }
 
@@ -160,7 +179,7 @@ impl StorageFile for DmaStorageFile {
             let file = self.file()?;
             assert_eq!(position % self.alignment, 0, "unaligned DMA write");
             let total = parts_len(parts);
-            let padded = file.align_up(total as u64) as usize;
+            let padded = total.next_multiple_of(self.alignment as usize);
             // A short write (the device filling up part-way) is continued from where it
             // stopped, so the caller sees either the whole write or the error that ended it.
             let mut done = 0usize;
@@ -240,7 +259,16 @@ impl StorageFile for DmaStorageFile {
 
 #[cfg(test)]
 mod tests {
-    use super::copy_parts;
+    use super::{copy_parts, write_alignment};
+
+    #[test]
+    fn write_alignment_is_the_larger_power_of_two() {
+        assert_eq!(write_alignment(512, 4096), 4096);
+        assert_eq!(write_alignment(4096, 512), 4096);
+        assert_eq!(write_alignment(512, 512), 512);
+        assert_eq!(write_alignment(512, 0), 512, "no block size reported");
+        assert_eq!(write_alignment(512, 3000), 512, "not a power of two");
+    }
 
     #[test]
     fn copy_parts_skips_and_pads() {
