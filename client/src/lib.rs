@@ -14,6 +14,10 @@
 //!
 //! # Quickstart
 //!
+//! `client/examples/quickstart.rs` is the runnable version of this tour (create a topic,
+//! produce, consume in a group, commit): `cargo run -p weir-client --example quickstart` with a
+//! broker on 127.0.0.1:9347 (or `WEIR_BROKER=host:port`).
+//!
 //! ```no_run
 //! use std::time::Duration;
 //! use bytes::Bytes;
