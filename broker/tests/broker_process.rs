@@ -21,6 +21,7 @@ use weir_proto::wire::{
     ProduceRequest, ProduceResponse, RequestMessage, ResponseError, ResponseFrameDecoder,
     ResponseMessage, TopicConfig, TopicConfigOverrides,
 };
+use weir_tests::wait::{wait_for, wait_until};
 
 const STARTUP_DEADLINE: Duration = Duration::from_secs(30);
 const IO_TIMEOUT: Duration = Duration::from_secs(20);
@@ -93,19 +94,14 @@ fn wait_ready(
     data_dir: &Path,
     ready_file: PathBuf,
 ) -> Result<Broker, std::process::Output> {
-    let deadline = Instant::now() + STARTUP_DEADLINE;
-    let text = loop {
+    let ready = wait_for(STARTUP_DEADLINE, "the broker's ready file", || {
         if let Ok(text) = std::fs::read_to_string(&ready_file) {
-            break text;
+            return Some(Some(text));
         }
-        if child.try_wait().unwrap().is_some() {
-            return Err(child.wait_with_output().unwrap());
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no ready file within {STARTUP_DEADLINE:?}"
-        );
-        std::thread::sleep(Duration::from_millis(20));
+        child.try_wait().unwrap().map(|_| None)
+    });
+    let Some(text) = ready else {
+        return Err(child.wait_with_output().unwrap());
     };
     let ready: toml::Value = toml::from_str(&text).expect("ready file is TOML");
     let address = |value: &toml::Value| value.as_str().unwrap().parse::<SocketAddr>().unwrap();
@@ -140,17 +136,9 @@ impl Broker {
     /// SIGTERM, then the exit status within a deadline.
     fn stop(mut self) -> std::process::ExitStatus {
         self.signal(libc::SIGTERM);
-        let deadline = Instant::now() + STARTUP_DEADLINE;
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return status;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "broker did not stop after SIGTERM"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        wait_for(STARTUP_DEADLINE, "the broker to exit after SIGTERM", || {
+            self.child.try_wait().unwrap()
+        })
     }
 
     fn kill(mut self) {
@@ -830,14 +818,9 @@ fn long_poll_fetch_wakes_on_append_from_another_connection_and_shard() {
             partition_max_bytes: 1 << 20,
         }],
     });
-    let deadline = Instant::now() + STARTUP_DEADLINE;
-    while metric(&broker.scrape(), "weir_requests_inflight{shard=\"0\"}") != Some(1.0) {
-        assert!(
-            Instant::now() < deadline,
-            "the fetch never became in flight"
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    wait_until(STARTUP_DEADLINE, "the fetch to be in flight", || {
+        metric(&broker.scrape(), "weir_requests_inflight{shard=\"0\"}") == Some(1.0)
+    });
     let started = Instant::now();
     let status = broker.stop();
     assert!(status.success(), "{status:?}");
