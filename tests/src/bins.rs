@@ -149,3 +149,54 @@ fn build(binary: WorkspaceBinary) {
         binary.file_name
     );
 }
+
+/// Runs `weir <args>` with `stdin` as its standard input (closed once written) and returns its
+/// output; kills it and fails the test if it does not finish within `timeout`. `WEIR_BROKER` is
+/// removed from its environment so only the arguments choose the broker.
+pub fn run_cli(args: &[&str], stdin: &[u8], timeout: std::time::Duration) -> std::process::Output {
+    use std::io::Write;
+    use std::process::Stdio;
+
+    let mut child = Command::new(cli_path())
+        .args(args)
+        .env_remove("WEIR_BROKER")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|error| panic!("cannot run {:?}: {error}", cli_path()));
+    let mut input = child.stdin.take().expect("piped stdin");
+    let stdin = stdin.to_vec();
+    let writer = std::thread::spawn(move || {
+        // The command may exit without reading everything (e.g. on an error).
+        let _ = input.write_all(&stdin);
+    });
+    let mut status = None;
+    let finished = crate::wait::poll_until(timeout, || {
+        status = child.try_wait().expect("waitpid on weir");
+        status.is_some()
+    });
+    if !finished {
+        let _ = child.kill();
+    }
+    let output = child.wait_with_output().expect("collect weir's output");
+    writer.join().expect("stdin writer");
+    assert!(
+        finished,
+        "did not finish within {timeout:?}: {}",
+        describe_cli_run(args, &output)
+    );
+    output
+}
+
+/// Describes a finished `weir` run (arguments, exit status, stdout, stderr) for a failure
+/// message.
+pub fn describe_cli_run(args: &[&str], output: &std::process::Output) -> String {
+    format!(
+        "`weir {}` exited with {}\nstdout:\n{}\nstderr:\n{}",
+        args.join(" "),
+        output.status,
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    )
+}

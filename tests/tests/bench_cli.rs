@@ -7,12 +7,11 @@
 //! when it has no pid. Command lines the bench refuses fail before any load runs.
 
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::Output;
 use std::time::Duration;
 
 use serde_json::Value;
 use weir_tests::bins;
-use weir_tests::wait::poll_until;
 use weir_tests::BrokerProcess;
 
 /// How long one `weir` invocation may take (a debug build sending 20,000 messages).
@@ -21,41 +20,11 @@ const COMMAND_TIMEOUT: Duration = Duration::from_secs(120);
 /// Runs `weir <args>` to completion; fails the test if it does not finish within
 /// [`COMMAND_TIMEOUT`].
 fn weir(args: &[&str]) -> Output {
-    let mut child = Command::new(bins::cli_path())
-        .args(args)
-        .env_remove("WEIR_BROKER")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|error| panic!("cannot run {:?}: {error}", bins::cli_path()));
-    let mut status = None;
-    let finished = poll_until(COMMAND_TIMEOUT, || {
-        status = child.try_wait().expect("waitpid on weir");
-        status.is_some()
-    });
-    if !finished {
-        let _ = child.kill();
-    }
-    let output = child.wait_with_output().expect("collect weir's output");
-    assert!(
-        finished,
-        "`weir {}` did not finish within {COMMAND_TIMEOUT:?}\nstdout:\n{}\nstderr:\n{}",
-        args.join(" "),
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    output
+    bins::run_cli(args, b"", COMMAND_TIMEOUT)
 }
 
 fn describe(args: &[&str], output: &Output) -> String {
-    format!(
-        "`weir {}` exited with {}\nstdout:\n{}\nstderr:\n{}",
-        args.join(" "),
-        output.status,
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    )
+    bins::describe_cli_run(args, output)
 }
 
 fn read_json(path: &Path) -> Value {

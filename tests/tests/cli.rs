@@ -4,12 +4,10 @@
 //! run's commit, `weir topic list|describe`, and a one-line error with a non-zero exit status for
 //! an unknown topic.
 
-use std::io::Write;
-use std::process::{Command, Output, Stdio};
+use std::process::Output;
 use std::time::Duration;
 
 use weir_tests::bins;
-use weir_tests::wait::poll_until;
 use weir_tests::BrokerProcess;
 
 /// How long one `weir` invocation may take.
@@ -18,40 +16,10 @@ const COMMAND_TIMEOUT: Duration = Duration::from_secs(60);
 /// Runs `weir --broker <broker> <args>` with `stdin` as standard input; fails the test if it
 /// does not finish within [`COMMAND_TIMEOUT`].
 fn weir(broker: &BrokerProcess, args: &[&str], stdin: &[u8]) -> Output {
-    let mut child = Command::new(bins::cli_path())
-        .arg("--broker")
-        .arg(broker.bootstrap())
-        .args(args)
-        .env_remove("WEIR_BROKER")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|error| panic!("cannot run {:?}: {error}", bins::cli_path()));
-    let mut input = child.stdin.take().expect("piped stdin");
-    let stdin = stdin.to_vec();
-    let writer = std::thread::spawn(move || {
-        // The command may exit without reading everything (e.g. on an error).
-        let _ = input.write_all(&stdin);
-    });
-    let mut status = None;
-    let finished = poll_until(COMMAND_TIMEOUT, || {
-        status = child.try_wait().expect("waitpid on weir");
-        status.is_some()
-    });
-    if !finished {
-        let _ = child.kill();
-    }
-    let output = child.wait_with_output().expect("collect weir's output");
-    writer.join().expect("stdin writer");
-    assert!(
-        finished,
-        "`weir {}` did not finish within {COMMAND_TIMEOUT:?}\nstdout:\n{}\nstderr:\n{}",
-        args.join(" "),
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    output
+    let bootstrap = broker.bootstrap();
+    let mut full = vec!["--broker", bootstrap.as_str()];
+    full.extend_from_slice(args);
+    bins::run_cli(&full, stdin, COMMAND_TIMEOUT)
 }
 
 /// Runs `weir` and fails the test unless it exits with status 0; returns its stdout.
