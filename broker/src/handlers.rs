@@ -229,6 +229,49 @@ async fn forward(
     shard.peers.call(to, request).await
 }
 
+/// Runs each owning shard's share of `entries`: on this shard through `local`, on another by
+/// forwarding `to_request(share)` and taking the results out of the reply with `from_reply`.
+/// Every answer lands at its entry's index; a share whose shard does not answer leaves its
+/// slots empty for the caller's fallback.
+async fn run_on_owners<E, R, F>(
+    shard: &Rc<Shard>,
+    entries: Vec<E>,
+    partition_of: impl Fn(&E) -> PartitionKey,
+    local: impl Fn(Vec<E>) -> F,
+    to_request: impl Fn(Vec<E>) -> PeerRequest,
+    from_reply: impl Fn(PeerReply) -> Option<Vec<R>>,
+) -> Merge<R>
+where
+    F: Future<Output = Vec<R>>,
+{
+    let entry_count = entries.len();
+    let parts = split_by_owner(entries, shard.shard_count(), partition_of);
+    let (local, to_request, from_reply) = (&local, &to_request, &from_reply);
+    let answers = join_all(
+        parts
+            .into_iter()
+            .map(|part| async move {
+                let (to, indexes, entries) = unzip_part(part);
+                let results = if to == shard.id {
+                    local(entries).await
+                } else {
+                    match forward(shard, to, to_request(entries)).await {
+                        Ok(reply) => from_reply(reply).unwrap_or_default(),
+                        Err(_) => Vec::new(),
+                    }
+                };
+                (indexes, results)
+            })
+            .collect(),
+    )
+    .await;
+    let mut merge = Merge::new(entry_count);
+    for (indexes, results) in answers {
+        merge.put(&indexes, results);
+    }
+    merge
+}
+
 fn metadata(shard: &Rc<Shard>, request: MetadataRequest) -> MetadataResponse {
     let catalog = shard.catalog();
     let describe = |topic: &TopicEntry| TopicMetadata {
@@ -325,35 +368,18 @@ async fn describe_topic(shard: &Rc<Shard>, request: DescribeTopicRequest) -> Des
     };
     let topic_id = topic.topic_id;
     let partitions: Vec<u32> = (0..topic.config.partitions).collect();
-    let parts = split_by_owner(partitions.clone(), shard.shard_count(), |partition| {
-        (topic_id, *partition)
-    });
-    let answers = join_all(
-        parts
-            .into_iter()
-            .map(|part| async move {
-                let (to, indexes, partitions) = unzip_part(part);
-                let results = if to == shard.id {
-                    owner::describe(shard, topic_id, &partitions)
-                } else {
-                    match shard
-                        .peers
-                        .call(to, PeerRequest::Describe(topic_id, partitions))
-                        .await
-                    {
-                        Ok(PeerReply::Describe(results)) => results,
-                        _ => Vec::new(),
-                    }
-                };
-                (indexes, results)
-            })
-            .collect(),
+    let merge = run_on_owners(
+        shard,
+        partitions.clone(),
+        |partition| (topic_id, *partition),
+        |share| std::future::ready(owner::describe(shard, topic_id, &share)),
+        |share| PeerRequest::Describe(topic_id, share),
+        |reply| match reply {
+            PeerReply::Describe(results) => Some(results),
+            _ => None,
+        },
     )
     .await;
-    let mut merge = Merge::new(partitions.len());
-    for (indexes, results) in answers {
-        merge.put(&indexes, results);
-    }
     DescribeTopicResponse {
         error_code: ErrorCode::None,
         error_message: String::new(),
@@ -380,32 +406,27 @@ async fn produce(shard: &Rc<Shard>, request: ProduceRequest) -> ProduceResponse 
         .iter()
         .map(|e| (e.topic_id, e.partition))
         .collect();
-    let parts = split_by_owner(request.entries, shard.shard_count(), |e| {
-        (e.topic_id, e.partition)
-    });
-    let joined = join_all(
-        parts
-            .into_iter()
-            .map(|part| async move {
-                let (to, indexes, entries) = unzip_part(part);
-                let results = if to == shard.id {
-                    // Its own task: a timeout below must not cancel appends in progress.
-                    let owner_shard = Rc::clone(shard);
-                    glommio::spawn_local(async move { owner::produce(&owner_shard, entries).await })
-                        .detach()
-                        .await
-                        .unwrap_or_default()
-                } else {
-                    match forward(shard, to, PeerRequest::Produce(entries)).await {
-                        Ok(PeerReply::Produce(results)) => results,
-                        _ => Vec::new(),
-                    }
-                };
-                (indexes, results)
-            })
-            .collect(),
+    let joined = run_on_owners(
+        shard,
+        request.entries,
+        |e| (e.topic_id, e.partition),
+        |share| {
+            // Its own task: a timeout below must not cancel appends in progress.
+            let owner_shard = Rc::clone(shard);
+            async move {
+                glommio::spawn_local(async move { owner::produce(&owner_shard, share).await })
+                    .detach()
+                    .await
+                    .unwrap_or_default()
+            }
+        },
+        PeerRequest::Produce,
+        |reply| match reply {
+            PeerReply::Produce(results) => Some(results),
+            _ => None,
+        },
     );
-    let answers = if request.timeout_ms == 0 {
+    let answered = if request.timeout_ms == 0 {
         Some(joined.await)
     } else {
         let timeout = Duration::from_millis(u64::from(request.timeout_ms));
@@ -415,17 +436,18 @@ async fn produce(shard: &Rc<Shard>, request: ProduceRequest) -> ProduceResponse 
         })
         .await
     };
-    let (error_code, error_message) = match answers {
-        Some(_) => (ErrorCode::NotOwner, "the owning shard did not answer"),
+    let (merge, error_code, error_message) = match answered {
+        Some(merge) => (
+            merge,
+            ErrorCode::NotOwner,
+            "the owning shard did not answer",
+        ),
         None => (
+            Merge::new(keys.len()),
             ErrorCode::RequestTimedOut,
             "the append did not complete within timeout_ms",
         ),
     };
-    let mut merge = Merge::new(keys.len());
-    for (indexes, results) in answers.unwrap_or_default() {
-        merge.put(&indexes, results);
-    }
     ProduceResponse {
         entries: merge.finish(|index| ProducePartitionResult {
             topic_id: keys[index].0,
@@ -619,31 +641,18 @@ async fn list_offsets(shard: &Rc<Shard>, request: ListOffsetsRequest) -> ListOff
         .iter()
         .map(|e| (e.topic_id, e.partition))
         .collect();
-    let parts = split_by_owner(request.entries, shard.shard_count(), |e| {
-        (e.topic_id, e.partition)
-    });
-    let answers = join_all(
-        parts
-            .into_iter()
-            .map(|part| async move {
-                let (to, indexes, entries) = unzip_part(part);
-                let results = if to == shard.id {
-                    owner::list_offsets(shard, entries).await
-                } else {
-                    match forward(shard, to, PeerRequest::ListOffsets(entries)).await {
-                        Ok(PeerReply::ListOffsets(results)) => results,
-                        _ => Vec::new(),
-                    }
-                };
-                (indexes, results)
-            })
-            .collect(),
+    let merge = run_on_owners(
+        shard,
+        request.entries,
+        |e| (e.topic_id, e.partition),
+        |share| owner::list_offsets(shard, share),
+        PeerRequest::ListOffsets,
+        |reply| match reply {
+            PeerReply::ListOffsets(results) => Some(results),
+            _ => None,
+        },
     )
     .await;
-    let mut merge = Merge::new(keys.len());
-    for (indexes, results) in answers {
-        merge.put(&indexes, results);
-    }
     ListOffsetsResponse {
         entries: merge.finish(|index| ListOffsetsPartitionResult {
             topic_id: keys[index].0,
