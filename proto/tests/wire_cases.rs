@@ -476,7 +476,7 @@ fn unsupported_version_is_answered_with_a_typed_error() {
 
 #[test]
 fn unknown_api_key_is_answered_with_a_typed_error() {
-    for api_key in [2u16, 23, 32, 999, u16::MAX] {
+    for api_key in [2u16, 24, 32, 999, u16::MAX] {
         let header = RequestHeader::from_raw(api_key, 0, 78, 0);
         let Response::Error(rejection) = answer(header, &[]) else {
             panic!("expected an error response");
@@ -801,6 +801,18 @@ fn error_codes_have_their_documented_numbers_and_retriability() {
             "out_of_order_sequence",
             false,
         ),
+        (
+            ErrorCode::InvalidProducerEpoch,
+            42,
+            "invalid_producer_epoch",
+            false,
+        ),
+        (
+            ErrorCode::UnknownProducerId,
+            43,
+            "unknown_producer_id",
+            false,
+        ),
     ];
     assert_eq!(table.len(), ErrorCode::ALL.len());
     for (code, value, name, retriable) in table {
@@ -822,6 +834,7 @@ fn api_keys_have_their_documented_numbers() {
         (ApiKey::Produce, 20),
         (ApiKey::Fetch, 21),
         (ApiKey::ListOffsets, 22),
+        (ApiKey::InitProducerId, 23),
         (ApiKey::OffsetCommit, 30),
         (ApiKey::OffsetFetch, 31),
     ];

@@ -150,6 +150,14 @@ fn sample_requests() -> Vec<(&'static str, Request)> {
             .into(),
         ),
         (
+            "init_producer_id",
+            InitProducerIdRequest {
+                producer_id: PRODUCER_ID_NONE,
+                producer_epoch: PRODUCER_EPOCH_NONE,
+            }
+            .into(),
+        ),
+        (
             "offset_fetch",
             OffsetFetchRequest {
                 group_id: "billing".into(),
@@ -347,6 +355,16 @@ fn sample_responses() -> Vec<(&'static str, Response)> {
                     error_code: ErrorCode::None,
                     error_message: String::new(),
                 }],
+            }
+            .into(),
+        ),
+        (
+            "init_producer_id",
+            InitProducerIdResponse {
+                error_code: ErrorCode::None,
+                error_message: String::new(),
+                producer_id: 7,
+                producer_epoch: 0,
             }
             .into(),
         ),

@@ -421,6 +421,24 @@ fn offset_commit_response() -> impl Strategy<Value = OffsetCommitResponse> {
     vec(entry, 0..6).prop_map(|entries| OffsetCommitResponse { entries })
 }
 
+fn init_producer_id_request() -> impl Strategy<Value = InitProducerIdRequest> {
+    (any::<i64>(), any::<i16>()).prop_map(|(producer_id, producer_epoch)| InitProducerIdRequest {
+        producer_id,
+        producer_epoch,
+    })
+}
+
+fn init_producer_id_response() -> impl Strategy<Value = InitProducerIdResponse> {
+    (error_code(), ".{0,20}", any::<i64>(), any::<i16>()).prop_map(
+        |(error_code, error_message, producer_id, producer_epoch)| InitProducerIdResponse {
+            error_code,
+            error_message,
+            producer_id,
+            producer_epoch,
+        },
+    )
+}
+
 fn offset_fetch_request() -> impl Strategy<Value = OffsetFetchRequest> {
     let entry =
         (any::<u32>(), any::<u32>()).prop_map(|(topic_id, partition)| OffsetFetchPartition {
@@ -616,6 +634,7 @@ fn any_request() -> impl Strategy<Value = Request> {
         list_offsets_request().prop_map(Request::from),
         offset_commit_request().prop_map(Request::from),
         offset_fetch_request().prop_map(Request::from),
+        init_producer_id_request().prop_map(Request::from),
     ]
 }
 
@@ -632,6 +651,7 @@ fn any_response() -> impl Strategy<Value = Response> {
         list_offsets_response().prop_map(Response::from),
         offset_commit_response().prop_map(Response::from),
         offset_fetch_response().prop_map(Response::from),
+        init_producer_id_response().prop_map(Response::from),
     ]
 }
 
@@ -776,6 +796,13 @@ proptest! {
     }
 
     #[test]
+    fn init_producer_id_round_trip(request in init_producer_id_request(), response in init_producer_id_response(),
+                                   correlation_id in any::<u32>(), priority in priority(), throttle in any::<u32>()) {
+        check_request(request, correlation_id, priority);
+        check_response(response, correlation_id, throttle);
+    }
+
+    #[test]
     fn offset_fetch_round_trip(request in offset_fetch_request(), response in offset_fetch_response(),
                                correlation_id in any::<u32>(), priority in priority(), throttle in any::<u32>()) {
         check_request(request, correlation_id, priority);
@@ -891,6 +918,7 @@ fn every_api_has_a_round_trip_property() {
         ApiKey::Produce,
         ApiKey::Fetch,
         ApiKey::ListOffsets,
+        ApiKey::InitProducerId,
         ApiKey::OffsetCommit,
         ApiKey::OffsetFetch,
     ];

@@ -89,6 +89,8 @@ api_keys! {
     Fetch = 21, "Fetch", versions: 0..=0, "Reads record batches from partitions.";
     ListOffsets = 22, "ListOffsets", versions: 0..=0,
         "Finds the earliest, the latest, or the first offset at or after a timestamp.";
+    InitProducerId = 23, "InitProducerId", versions: 0..=0,
+        "Hands an idempotent producer a new producer id, or a new epoch of its id.";
     OffsetCommit = 30, "OffsetCommit", versions: 0..=0, "Stores a group's consumed offsets.";
     OffsetFetch = 31, "OffsetFetch", versions: 0..=0, "Reads a group's committed offsets.";
 }

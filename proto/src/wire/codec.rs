@@ -164,6 +164,10 @@ impl<'a> Reader<'a> {
         Ok(u64::from_be_bytes(self.array(field)?))
     }
 
+    pub(crate) fn i16(&mut self, field: &'static str) -> Result<i16, DecodeError> {
+        Ok(i16::from_be_bytes(self.array(field)?))
+    }
+
     pub(crate) fn i32(&mut self, field: &'static str) -> Result<i32, DecodeError> {
         Ok(i32::from_be_bytes(self.array(field)?))
     }
@@ -307,6 +311,10 @@ impl<'a> Writer<'a> {
 
     pub(crate) fn u64(&mut self, value: u64) {
         self.dst.put_u64(value);
+    }
+
+    pub(crate) fn i16(&mut self, value: i16) {
+        self.dst.put_i16(value);
     }
 
     pub(crate) fn i32(&mut self, value: i32) {

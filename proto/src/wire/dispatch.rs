@@ -27,6 +27,7 @@ use super::offsets::{
     OffsetFetchRequest, OffsetFetchResponse,
 };
 use super::produce::{ProduceRequest, ProduceResponse};
+use super::producer::{InitProducerIdRequest, InitProducerIdResponse};
 
 /// Why a request frame cannot be served; each maps to the error code the broker answers with.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -336,6 +337,7 @@ dispatch! {
     Produce(ProduceRequest, ProduceResponse),
     Fetch(FetchRequest, FetchResponse),
     ListOffsets(ListOffsetsRequest, ListOffsetsResponse),
+    InitProducerId(InitProducerIdRequest, InitProducerIdResponse),
     OffsetCommit(OffsetCommitRequest, OffsetCommitResponse),
     OffsetFetch(OffsetFetchRequest, OffsetFetchResponse),
 }

@@ -129,9 +129,13 @@ error_codes! {
     RebalanceInProgress = 33, "rebalance_in_progress", retriable: false,
         "Reserved for consumer groups: the group is rebalancing; rejoin.";
     DuplicateSequence = 40, "duplicate_sequence", retriable: false,
-        "Reserved for idempotent producers: the batch was already written (a retried duplicate).";
+        "Reserved: a retried duplicate batch is answered with success and its original offset instead.";
     OutOfOrderSequence = 41, "out_of_order_sequence", retriable: false,
-        "Reserved for idempotent producers: the batch's sequence leaves a gap.";
+        "The batch's sequence is not the producer's next one for the partition (a gap or an overlap); nothing was stored.";
+    InvalidProducerEpoch = 42, "invalid_producer_epoch", retriable: false,
+        "The producer epoch is older than the partition's (a newer instance of the producer fenced this one).";
+    UnknownProducerId = 43, "unknown_producer_id", retriable: false,
+        "The producer id was never handed out by this broker (InitProducerId with an id it did not issue).";
 }
 
 impl ErrorCode {

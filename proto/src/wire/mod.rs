@@ -107,6 +107,7 @@ mod header;
 mod message;
 mod offsets;
 mod produce;
+mod producer;
 mod topic;
 
 pub use admin::{
@@ -144,6 +145,10 @@ pub use offsets::{
 };
 pub use produce::{
     Acks, ProducePartition, ProducePartitionResult, ProduceRequest, ProduceResponse,
+};
+pub use producer::{
+    InitProducerIdRequest, InitProducerIdResponse, PRODUCER_EPOCH_NONE, PRODUCER_ID_NONE,
+    SEQUENCE_NONE,
 };
 pub use topic::{
     validate_topic_name, FlushPolicy, Limit, TopicConfig, TopicConfigOverrides, TopicId,
