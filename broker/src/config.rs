@@ -171,6 +171,10 @@ pub struct Config {
     pub maintenance_interval_ms: u64,
     /// How long shutdown waits for in-flight requests, in milliseconds.
     pub shutdown_timeout_ms: u64,
+    /// Idempotent producers remembered per partition (least recently used evicted beyond).
+    pub producers_per_partition_max: u32,
+    /// A producer idle for longer than this is forgotten by a partition, in milliseconds.
+    pub producer_idle_ms_max: u64,
     /// Settings for topics created without explicit ones.
     pub topic_defaults: TopicConfig,
 }
@@ -261,6 +265,14 @@ pub struct Flags {
     /// Time shutdown waits for in-flight requests, in milliseconds [default: 10000].
     #[arg(long, value_name = "MS")]
     pub shutdown_timeout_ms: Option<u64>,
+    /// Idempotent producers each partition remembers; beyond it the least recently used one
+    /// is evicted [default: 10000].
+    #[arg(long, value_name = "COUNT")]
+    pub producers_per_partition_max: Option<u32>,
+    /// Time after its last batch when a partition forgets an idle producer, in milliseconds
+    /// [default: 86400000, one day].
+    #[arg(long, value_name = "MS")]
+    pub producer_idle_ms_max: Option<u64>,
     /// Partitions of a topic created without a count [default: 1].
     #[arg(long, value_name = "COUNT")]
     pub default_partitions: Option<u32>,
@@ -306,6 +318,8 @@ struct FileSettings {
     forward_queue_depth: Option<u32>,
     maintenance_interval_ms: Option<u64>,
     shutdown_timeout_ms: Option<u64>,
+    producers_per_partition_max: Option<u32>,
+    producer_idle_ms_max: Option<u64>,
     default_partitions: Option<u32>,
     default_flush: Option<FlushSetting>,
     default_retention_bytes_max: Option<u64>,
@@ -389,6 +403,16 @@ impl Config {
         }
         if self.maintenance_interval_ms == 0 {
             return Err(invalid("maintenance-interval-ms", 0, "must be at least 1"));
+        }
+        if self.producers_per_partition_max == 0 {
+            return Err(invalid(
+                "producers-per-partition-max",
+                0,
+                "must be at least 1",
+            ));
+        }
+        if self.producer_idle_ms_max == 0 {
+            return Err(invalid("producer-idle-ms-max", 0, "must be at least 1"));
         }
         self.validate_topic_defaults()
     }
@@ -623,6 +647,14 @@ fn merge(flags: Flags, file: FileSettings, cpus_available: usize) -> Config {
             .shutdown_timeout_ms
             .or(file.shutdown_timeout_ms)
             .unwrap_or(10_000),
+        producers_per_partition_max: flags
+            .producers_per_partition_max
+            .or(file.producers_per_partition_max)
+            .unwrap_or(crate::producer_state::PRODUCERS_PER_PARTITION_MAX_DEFAULT as u32),
+        producer_idle_ms_max: flags
+            .producer_idle_ms_max
+            .or(file.producer_idle_ms_max)
+            .unwrap_or(crate::producer_state::PRODUCER_IDLE_MS_MAX_DEFAULT),
         topic_defaults: TopicConfig {
             partitions: flags
                 .default_partitions

@@ -20,12 +20,12 @@ use weir_proto::wire::{
     ApiVersionsResponse, CreateTopicRequest, CreateTopicResponse, DeleteTopicRequest,
     DeleteTopicResponse, DescribeTopicRequest, DescribeTopicResponse, DescribedPartition,
     ErrorCode, ErrorResponse, FetchPartition, FetchPartitionResult, FetchRecords, FetchRequest,
-    FetchResponse, ListOffsetsPartitionResult, ListOffsetsRequest, ListOffsetsResponse,
-    ListTopicsResponse, ListedTopic, MetadataRequest, MetadataResponse,
-    OffsetCommitPartitionResult, OffsetCommitRequest, OffsetCommitResponse, OffsetFetchRequest,
-    OffsetFetchResponse, PartitionMetadata, ProducePartitionResult, ProduceRequest,
-    ProduceResponse, Request, RequestHeader, ResponseMessage, ShardMetadata, TopicMetadata,
-    OFFSET_NONE,
+    FetchResponse, InitProducerIdRequest, InitProducerIdResponse, ListOffsetsPartitionResult,
+    ListOffsetsRequest, ListOffsetsResponse, ListTopicsResponse, ListedTopic, MetadataRequest,
+    MetadataResponse, OffsetCommitPartitionResult, OffsetCommitRequest, OffsetCommitResponse,
+    OffsetFetchRequest, OffsetFetchResponse, PartitionMetadata, ProducePartitionResult,
+    ProduceRequest, ProduceResponse, Request, RequestHeader, ResponseMessage, ShardMetadata,
+    TopicMetadata, OFFSET_NONE,
 };
 
 use crate::catalog::TopicEntry;
@@ -173,6 +173,11 @@ async fn dispatch(
         }
         Request::OffsetFetch(request) => {
             let response = offset_fetch(shard, request).await;
+            let failed = !response.error_code.is_none();
+            respond(&response, id, failed)
+        }
+        Request::InitProducerId(request) => {
+            let response = init_producer_id(shard, request).await;
             let failed = !response.error_code.is_none();
             respond(&response, id, failed)
         }
@@ -337,6 +342,23 @@ async fn create_topic(shard: &Rc<Shard>, request: CreateTopicRequest) -> CreateT
             error_code: ErrorCode::UnknownServerError,
             error_message: format!("catalog shard did not answer: {other:?}"),
             topic_id: 0,
+        },
+    }
+}
+
+async fn init_producer_id(
+    shard: &Rc<Shard>,
+    request: InitProducerIdRequest,
+) -> InitProducerIdResponse {
+    if shard.id == CATALOG_SHARD {
+        return shard.init_producer_id(request).await;
+    }
+    match forward(shard, CATALOG_SHARD, PeerRequest::InitProducerId(request)).await {
+        Ok(PeerReply::InitProducerId(response)) => response,
+        other => InitProducerIdResponse {
+            error_code: ErrorCode::UnknownServerError,
+            error_message: format!("producer-id shard did not answer: {other:?}"),
+            ..InitProducerIdResponse::default()
         },
     }
 }

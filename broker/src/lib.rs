@@ -10,7 +10,9 @@
 //!   bounded glommio channels; [`router`]: splitting requests by owner and merging answers.
 //! - [`conn`]: client connections (limits, backpressure, pipelining); [`handlers`]: every api;
 //!   [`control`]: topic creation and deletion on shard 0; [`owner`]: what the owning shard does
-//!   to its partitions; [`partition`]: a partition's log and directory.
+//!   to its partitions; [`partition`]: a partition's log and directory;
+//!   [`producer_state`]: idempotent-producer sequences per partition and their snapshots;
+//!   [`producer_ids`]: the producer-id allocator on shard 0.
 //! - [`catalog`]: the topic catalog and its file; [`offsets`]: committed-offset records;
 //!   [`metrics`]: counters and Prometheus rendering; [`hash`]: partition and group placement;
 //!   [`notify`] and [`join`]: single-threaded wake-ups and joins.
@@ -37,6 +39,8 @@ pub mod offsets;
 pub mod owner;
 pub mod partition;
 pub mod peers;
+pub mod producer_ids;
+pub mod producer_state;
 pub mod router;
 pub mod runtime;
 pub mod shard;

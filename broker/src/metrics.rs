@@ -90,6 +90,23 @@ pub struct StorageCounters {
     pub fsync_time_us: u64,
 }
 
+/// Idempotent-producer counters of a shard's partitions.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ProducerCounters {
+    /// Retried batches answered with their original offsets instead of being stored again.
+    pub duplicates: u64,
+    /// Batches refused with `out_of_order_sequence`.
+    pub sequence_errors: u64,
+    /// Batches refused with `invalid_producer_epoch` (fenced).
+    pub fenced: u64,
+    /// Producers evicted from a full table (least recently used first).
+    pub evicted: u64,
+    /// Producers forgotten after being idle for longer than the expiry.
+    pub expired: u64,
+    /// Producers remembered now, over all partitions of the shard (a gauge).
+    pub remembered: u64,
+}
+
 /// One shard's counters at one instant; `Send`, so it can cross to the shard that serves the
 /// scrape.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -124,6 +141,8 @@ pub struct MetricsSnapshot {
     pub partitions_owned: u64,
     /// Storage counters of the shard's partitions.
     pub storage: StorageCounters,
+    /// Idempotent-producer counters of the shard's partitions.
+    pub producer: ProducerCounters,
 }
 
 /// A shard's live metrics; interior mutability because every handler holds `&ShardMetrics`.
@@ -148,6 +167,15 @@ pub struct ShardMetrics {
     pub protocol_errors: Cell<u64>,
     /// Times reading stopped for lack of produce memory.
     pub produce_throttled: Cell<u64>,
+    /// Idempotent-producer counters (`remembered` is filled in at snapshot time).
+    pub producer: Cell<ProducerCounters>,
+}
+
+/// Updates the idempotent-producer counters of `metrics`.
+pub fn count_producer(metrics: &ShardMetrics, update: impl FnOnce(&mut ProducerCounters)) {
+    let mut counters = metrics.producer.get();
+    update(&mut counters);
+    metrics.producer.set(counters);
 }
 
 /// Adds one to a counter cell.
@@ -215,6 +243,7 @@ impl ShardMetrics {
             connections_rejected: self.connections_rejected.get(),
             protocol_errors: self.protocol_errors.get(),
             produce_throttled: self.produce_throttled.get(),
+            producer: self.producer.get(),
             ..MetricsSnapshot::default()
         }
     }
@@ -304,7 +333,7 @@ pub fn render(snapshots: &[MetricsSnapshot]) -> String {
         let _ = writeln!(out, "weir_request_errors_total{{api=\"{api}\"}} {count}");
     }
 
-    let shard_series: [ShardSeries; 15] = [
+    let shard_series: [ShardSeries; 21] = [
         (
             "weir_forwarded_requests_total",
             "counter",
@@ -358,6 +387,42 @@ pub fn render(snapshots: &[MetricsSnapshot]) -> String {
             "gauge",
             "Produce payload bytes held in memory.",
             |s| s.produce_memory_bytes.to_string(),
+        ),
+        (
+            "weir_producer_duplicate_batches_total",
+            "counter",
+            "Retried idempotent batches answered with their original offsets, not stored again.",
+            |s| s.producer.duplicates.to_string(),
+        ),
+        (
+            "weir_producer_sequence_errors_total",
+            "counter",
+            "Idempotent batches refused with out_of_order_sequence (a gap or an overlap).",
+            |s| s.producer.sequence_errors.to_string(),
+        ),
+        (
+            "weir_producer_fenced_total",
+            "counter",
+            "Idempotent batches refused with invalid_producer_epoch (an older epoch).",
+            |s| s.producer.fenced.to_string(),
+        ),
+        (
+            "weir_producer_evictions_total",
+            "counter",
+            "Producers evicted from a full per-partition table (least recently used first).",
+            |s| s.producer.evicted.to_string(),
+        ),
+        (
+            "weir_producer_expirations_total",
+            "counter",
+            "Producers forgotten after being idle longer than producer-idle-ms-max.",
+            |s| s.producer.expired.to_string(),
+        ),
+        (
+            "weir_producers_remembered",
+            "gauge",
+            "Idempotent producers remembered over the shard's partitions.",
+            |s| s.producer.remembered.to_string(),
         ),
         (
             "weir_partitions_owned",

@@ -7,14 +7,17 @@
 //! the data is fdatasynced); batches are validated with `weir_proto::batch` before any of an
 //! entry's batches is appended, so an entry is all-or-nothing for invalid input; a fetch never
 //! copies batch bytes (it hands out the storage `Bytes`); a committed offset enters the
-//! in-memory table only after its record is durable in `__offsets`.
+//! in-memory table only after its record is durable in `__offsets`; a batch of an idempotent
+//! producer is checked against the partition's producer table before it is appended and
+//! recorded there only after its append returned (see `producer_state`), so a retried batch is
+//! answered with its original offset and never stored twice.
 
 use std::rc::Rc;
 use std::time::Instant;
 
 use bytes::Bytes;
 use tracing::{error, warn};
-use weir_proto::batch::{BatchError, BatchIter, BatchLimits, BATCH_HEADER_BYTES};
+use weir_proto::batch::{BatchError, BatchHeader, BatchIter, BatchLimits, BATCH_HEADER_BYTES};
 use weir_proto::wire::{
     DescribedPartition, ErrorCode, FetchPartition, FetchPartitionResult, FetchRecords,
     ListOffsetsPartition, ListOffsetsPartitionResult, OffsetCommitPartitionResult,
@@ -26,8 +29,10 @@ use weir_storage::{AppendError, ReadError};
 use crate::catalog::{TopicId, OFFSETS_PARTITIONS, OFFSETS_TOPIC};
 use crate::hash::partition_for_group;
 use crate::join::join_all;
+use crate::metrics;
 use crate::offsets::{self, CommitKey, CommitValue, GROUP_ID_BYTES_MAX, METADATA_BYTES_MAX};
 use crate::partition::{Partition, PartitionKey};
+use crate::producer_state::{ProducerBatch, SequenceError, Verdict};
 use crate::shard::Shard;
 
 /// Records in a stored batch, read from its header (`recordsCount`, the header's last field).
@@ -191,7 +196,23 @@ async fn produce_entry(shard: &Rc<Shard>, entry: ProducePartition) -> ProducePar
             return result;
         }
     };
-    match append_batches(&partition, batches).await {
+    let producer_batches: Vec<Option<ProducerBatch>> = batches
+        .iter()
+        .map(|batch| BatchHeader::view(batch).and_then(ProducerBatch::from_header))
+        .collect();
+    let appended = if producer_batches.iter().all(Option::is_none) {
+        append_batches(&partition, batches).await
+    } else {
+        match append_idempotent(shard, &partition, batches, &producer_batches).await {
+            Ok(appended) => appended,
+            Err(error) => {
+                result.error_code = error.error_code();
+                result.error_message = error.to_string();
+                return result;
+            }
+        }
+    };
+    match appended {
         Ok((base_offset, log_start_offset, bytes, records)) => {
             shard
                 .metrics
@@ -239,6 +260,84 @@ async fn append_batches(
         bytes,
         records,
     ))
+}
+
+/// Checks an entry's batches against the partition's producer table and appends the new ones:
+/// duplicates are answered with their original offsets, a refused batch refuses the whole entry
+/// (nothing stored). The producers involved are claimed for the duration, so a retry waits for
+/// its original's append and then finds it in the table.
+async fn append_idempotent(
+    shard: &Shard,
+    partition: &Partition,
+    batches: Vec<Bytes>,
+    producer_batches: &[Option<ProducerBatch>],
+) -> Result<Result<(i64, i64, u64, u64), AppendError>, SequenceError> {
+    let mut ids: Vec<i64> = producer_batches
+        .iter()
+        .flatten()
+        .map(|batch| batch.producer_id)
+        .collect();
+    ids.sort_unstable();
+    ids.dedup();
+    let _claim = partition.producers.claim(ids).await;
+    let checked: Vec<ProducerBatch> = producer_batches.iter().flatten().copied().collect();
+    let verdicts = match partition.producers.table.borrow().check_all(&checked) {
+        Ok(verdicts) => verdicts,
+        Err(error) => {
+            metrics::count_producer(&shard.metrics, |counters| match error {
+                SequenceError::Fenced { .. } => counters.fenced += 1,
+                SequenceError::OutOfOrder { .. } => counters.sequence_errors += 1,
+            });
+            return Err(error);
+        }
+    };
+    let mut verdicts = verdicts.into_iter();
+    let mut base_offset = None;
+    let mut log_start_offset = partition.log.log_start_offset();
+    let mut bytes = 0u64;
+    let mut records = 0u64;
+    for (batch, producer_batch) in batches.into_iter().zip(producer_batches) {
+        let verdict = match producer_batch {
+            Some(_) => verdicts.next().unwrap_or(Verdict::Append),
+            None => Verdict::Append,
+        };
+        if let Verdict::Duplicate {
+            base_offset: original,
+            ..
+        } = verdict
+        {
+            metrics::count_producer(&shard.metrics, |counters| counters.duplicates += 1);
+            base_offset.get_or_insert(original);
+            continue;
+        }
+        let record_count = batch_records(&batch);
+        let info = match partition.log.append(batch).await {
+            Ok(info) => info,
+            Err(error) => return Ok(Err(error)),
+        };
+        partition.appended.notify();
+        if let Some(producer_batch) = producer_batch {
+            let evicted = partition.producers.table.borrow_mut().record(
+                producer_batch,
+                info.base_offset,
+                info.last_offset,
+                weir_storage::wall_clock_ms(),
+            );
+            if evicted {
+                metrics::count_producer(&shard.metrics, |counters| counters.evicted += 1);
+            }
+        }
+        base_offset.get_or_insert(info.base_offset);
+        log_start_offset = info.log_start_offset;
+        bytes += u64::from(info.size_bytes);
+        records += record_count;
+    }
+    Ok(Ok((
+        base_offset.unwrap_or(OFFSET_NONE),
+        log_start_offset,
+        bytes,
+        records,
+    )))
 }
 
 /// Reads every entry once, without waiting, within `response_bytes_max` in total (the first

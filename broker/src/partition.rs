@@ -1,21 +1,32 @@
 //! A partition as its owning shard holds it: the storage log, the topic it belongs to, and the
 //! signal that wakes long-polling fetches.
 //!
-//! This module owns the mapping from a topic's settings to the storage [`LogConfig`] and the
-//! directory layout `<data-dir>/topics/<topic_id>-<name>/<partition>`. Invariants: only the
-//! owning shard creates a [`Partition`]; `appended` is notified after every append that
-//! returned, i.e. after the data is readable under the topic's flush policy. Crash behaviour is
-//! the storage log's: recovery on the next open cuts any torn tail.
+//! This module owns the mapping from a topic's settings to the storage [`LogConfig`], the
+//! directory layout `<data-dir>/topics/<topic_id>-<name>/<partition>`, and the partition's
+//! idempotent-producer state ([`Producers`]) with its snapshot files
+//! `<offset:020>.snapshot` next to the segments. Invariants: only the owning shard creates a
+//! [`Partition`]; `appended` is notified after every append that returned, i.e. after the data
+//! is readable under the topic's flush policy; at most one append per producer id is in
+//! progress on a partition ([`Producers::claim`]), so a producer's check and record cannot
+//! interleave with its own retry. Crash behaviour is the storage log's: recovery on the next
+//! open cuts any torn tail; a snapshot is written to a temporary file, fdatasynced, renamed
+//! and the directory fsynced, so a crash leaves either the old set of snapshots or the new one
+//! (plus a `.tmp` file that the next open removes), and a snapshot past the recovered log end
+//! or failing its checksum is skipped in favour of an older one or a scan from the log start.
 
+use std::cell::{Cell, RefCell};
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::task::Poll;
 
-use weir_proto::batch::BatchLimits;
-use weir_storage::{FlushPolicy, LogConfig, PartitionLog};
+use weir_proto::batch::{BatchHeader, BatchLimits};
+use weir_storage::{FlushPolicy, LogConfig, PartitionLog, ReadError};
 
 use crate::catalog::{TopicEntry, TopicId};
 use crate::config::{Config, FlushSetting, TopicConfig};
 use crate::notify::Signal;
+use crate::producer_state::{decode_snapshot, ProducerTable, ProducerTableConfig};
 
 /// Smallest tail cache a partition gets, whatever the per-shard budget divides to, in bytes.
 pub const TAIL_CACHE_PARTITION_BYTES_MIN: u64 = 64 * 1024;
@@ -35,6 +46,250 @@ pub struct Partition {
     pub log: PartitionLog,
     /// Notified after every successful append.
     pub appended: Signal,
+    /// Idempotent-producer state.
+    pub producers: Producers,
+}
+
+/// Extension of producer-state snapshot files.
+pub const SNAPSHOT_EXTENSION: &str = "snapshot";
+/// Extension of a snapshot being written (removed at open if a crash left it).
+pub const SNAPSHOT_TEMP_EXTENSION: &str = "tmp";
+
+/// The idempotent-producer state of a partition, owned by its shard.
+#[derive(Debug, Default)]
+pub struct Producers {
+    /// Per producer: epoch and last batches.
+    pub table: RefCell<ProducerTable>,
+    /// Producer ids with an append in progress on this partition.
+    busy: RefCell<HashSet<i64>>,
+    /// Notified when a producer id leaves `busy`.
+    released: Signal,
+    /// Active segment base offset when the last snapshot was written.
+    snapshot_segment: Cell<Option<i64>>,
+}
+
+/// Holds producer ids busy on a partition; releases them when dropped.
+pub struct ProducerClaim<'a> {
+    producers: &'a Producers,
+    ids: Vec<i64>,
+}
+
+impl Drop for ProducerClaim<'_> {
+    fn drop(&mut self) {
+        let mut busy = self.producers.busy.borrow_mut();
+        for id in &self.ids {
+            busy.remove(id);
+        }
+        drop(busy);
+        self.producers.released.notify();
+    }
+}
+
+impl Producers {
+    /// State starting from `table`.
+    pub fn new(table: ProducerTable, snapshot_segment: Option<i64>) -> Producers {
+        Producers {
+            table: RefCell::new(table),
+            busy: RefCell::default(),
+            released: Signal::default(),
+            snapshot_segment: Cell::new(snapshot_segment),
+        }
+    }
+
+    /// Waits until none of `ids` has an append in progress here, then marks them busy until the
+    /// claim is dropped. A retry that arrives while its original is still being appended waits
+    /// here and then finds the original in the table.
+    pub async fn claim(&self, ids: Vec<i64>) -> ProducerClaim<'_> {
+        futures_lite::future::poll_fn(|context| {
+            let seen = self.released.count();
+            let busy = self.busy.borrow().iter().any(|id| ids.contains(id));
+            if busy {
+                if self.released.changed_since(seen, context.waker()) {
+                    context.waker().wake_by_ref();
+                }
+                return Poll::Pending;
+            }
+            Poll::Ready(())
+        })
+        .await;
+        self.busy.borrow_mut().extend(ids.iter().copied());
+        ProducerClaim {
+            producers: self,
+            ids,
+        }
+    }
+
+    /// Whether any producer has an append in progress (then the table may lag the log).
+    pub fn any_busy(&self) -> bool {
+        !self.busy.borrow().is_empty()
+    }
+
+    /// Whether a snapshot is due: the log rolled since the last one.
+    pub fn snapshot_due(&self, active_segment_base_offset: i64) -> bool {
+        self.snapshot_segment.get() != Some(active_segment_base_offset)
+    }
+
+    /// Notes that a snapshot was written while `active_segment_base_offset` was active.
+    pub fn snapshot_written(&self, active_segment_base_offset: i64) {
+        self.snapshot_segment.set(Some(active_segment_base_offset));
+    }
+}
+
+/// The path of the snapshot of the producer state below `offset`.
+pub fn snapshot_path(dir: &Path, offset: i64) -> PathBuf {
+    dir.join(format!("{offset:020}.{SNAPSHOT_EXTENSION}"))
+}
+
+/// Offsets of the snapshots in `dir`, ascending; removes leftover temporary snapshot files.
+pub fn list_snapshots(dir: &Path) -> std::io::Result<Vec<i64>> {
+    let mut offsets = Vec::new();
+    for entry in std::fs::read_dir(dir)? {
+        let path = entry?.path();
+        let Some(name) = path.file_name().and_then(|name| name.to_str()) else {
+            continue;
+        };
+        if let Some(stem) = name.strip_suffix(&format!(".{SNAPSHOT_EXTENSION}")) {
+            if let Ok(offset) = stem.parse::<i64>() {
+                offsets.push(offset);
+            }
+        } else if name.ends_with(&format!(".{SNAPSHOT_EXTENSION}.{SNAPSHOT_TEMP_EXTENSION}")) {
+            std::fs::remove_file(&path)?;
+        }
+    }
+    offsets.sort_unstable();
+    Ok(offsets)
+}
+
+/// The newest snapshot in `dir` that is at or below `log_end_offset` and decodes, with the
+/// offset it covers. Snapshots past the log end (the log lost a tail they describe) are
+/// deleted; damaged ones are skipped (and kept for inspection). Also returns what was wrong
+/// with the skipped ones, for the log.
+pub fn newest_valid_snapshot(
+    dir: &Path,
+    log_end_offset: i64,
+    config: ProducerTableConfig,
+) -> (Option<(ProducerTable, i64)>, Vec<String>) {
+    let mut problems = Vec::new();
+    let offsets = match list_snapshots(dir) {
+        Ok(offsets) => offsets,
+        Err(error) => {
+            problems.push(format!(
+                "cannot list snapshots in {}: {error}",
+                dir.display()
+            ));
+            return (None, problems);
+        }
+    };
+    for offset in offsets.into_iter().rev() {
+        let path = snapshot_path(dir, offset);
+        if offset > log_end_offset {
+            problems.push(format!(
+                "{} is past the log end {log_end_offset}; deleted",
+                path.display()
+            ));
+            if let Err(error) = std::fs::remove_file(&path) {
+                problems.push(format!("cannot delete {}: {error}", path.display()));
+            }
+            continue;
+        }
+        let loaded = std::fs::read(&path)
+            .map_err(|error| error.to_string())
+            .and_then(|bytes| decode_snapshot(&bytes, config).map_err(|error| error.to_string()));
+        match loaded {
+            Ok((table, covered)) if covered == offset => return (Some((table, offset)), problems),
+            Ok((_, covered)) => problems.push(format!(
+                "{} covers offset {covered}, not its name's",
+                path.display()
+            )),
+            Err(error) => problems.push(format!("{}: {error}", path.display())),
+        }
+    }
+    (None, problems)
+}
+
+/// Deletes the snapshots below `log_start_offset` except the newest of them (retention removed
+/// the segments they were taken at; the newest still spares a scan when nothing newer exists).
+pub fn delete_snapshots_below(dir: &Path, log_start_offset: i64) -> std::io::Result<usize> {
+    let offsets = list_snapshots(dir)?;
+    let below: Vec<i64> = offsets
+        .iter()
+        .copied()
+        .filter(|offset| *offset < log_start_offset)
+        .collect();
+    let keep_newest = offsets.iter().all(|offset| *offset < log_start_offset);
+    let mut deleted = 0;
+    let doomed = if keep_newest {
+        &below[..below.len().saturating_sub(1)]
+    } else {
+        &below[..]
+    };
+    for offset in doomed {
+        std::fs::remove_file(snapshot_path(dir, *offset))?;
+        deleted += 1;
+    }
+    Ok(deleted)
+}
+
+/// Writes `bytes` as the snapshot at `offset`: temporary file, fdatasync, rename, directory
+/// fsync, through glommio's io_uring file APIs.
+pub async fn write_snapshot(dir: &Path, offset: i64, bytes: Vec<u8>) -> std::io::Result<()> {
+    let target = snapshot_path(dir, offset);
+    let temp = target.with_extension(format!("{SNAPSHOT_EXTENSION}.{SNAPSHOT_TEMP_EXTENSION}"));
+    let io = |error: glommio::GlommioError<()>| std::io::Error::other(error.to_string());
+    let file = glommio::io::BufferedFile::create(&temp).await.map_err(io)?;
+    let mut bytes = bytes;
+    let mut position = 0u64;
+    while !bytes.is_empty() {
+        let written = file.write_at(bytes.clone(), position).await.map_err(io)?;
+        if written == 0 {
+            return Err(std::io::Error::from(std::io::ErrorKind::WriteZero));
+        }
+        bytes.drain(..written);
+        position += written as u64;
+    }
+    file.fdatasync().await.map_err(io)?;
+    file.close().await.map_err(io)?;
+    glommio::io::rename(&temp, &target).await.map_err(io)?;
+    let directory = glommio::io::Directory::open(dir).await.map_err(io)?;
+    directory.sync().await.map_err(io)?;
+    directory.close().await.map_err(io)
+}
+
+/// Rebuilds the producer table of an opened log: the newest valid snapshot, then the headers of
+/// the batches after it (or of the whole log without one). Returns the table, the snapshot
+/// offset used (if any) and the problems met with snapshots.
+pub async fn rebuild_producers(
+    log: &PartitionLog,
+    config: ProducerTableConfig,
+    read_bytes_max: u32,
+) -> Result<(ProducerTable, Option<i64>, Vec<String>), ReadError> {
+    let (loaded, problems) = newest_valid_snapshot(log.dir(), log.log_end_offset(), config);
+    let snapshot_offset = loaded.as_ref().map(|(_, offset)| *offset);
+    let (mut table, mut offset) = loaded.unwrap_or_else(|| (ProducerTable::new(config), 0));
+    offset = offset.max(log.log_start_offset());
+    let end = log.log_end_offset();
+    while offset < end {
+        let read = log.read(offset, read_bytes_max).await?;
+        let before = offset;
+        for batch in &read.batches {
+            let Some(header) = BatchHeader::view(batch) else {
+                break;
+            };
+            let base_offset = header.base_offset.get();
+            let next = base_offset
+                .saturating_add(i64::from(header.last_offset_delta.get().max(0)))
+                .saturating_add(1);
+            // The first batch of a read may start before `offset` (it contains it).
+            if next > offset {
+                table.replay(header);
+                offset = next;
+            }
+        }
+        if offset == before {
+            break;
+        }
+    }
+    Ok((table, snapshot_offset, problems))
 }
 
 /// The directory of one topic.
@@ -157,6 +412,74 @@ mod tests {
             log.batch_limits.batch_bytes_max, config.batch_bytes_max,
             "a topic's segments hold the broker's largest batch"
         );
+    }
+
+    #[test]
+    fn a_damaged_or_too_new_snapshot_falls_back_to_an_older_one() {
+        use crate::producer_state::{encode_snapshot, ProducerBatch};
+        let dir = tempfile::tempdir().unwrap();
+        let config = ProducerTableConfig::default();
+        let table_at = |offset: i64| {
+            let mut table = ProducerTable::new(config);
+            let batch = ProducerBatch {
+                producer_id: offset,
+                epoch: 0,
+                first_sequence: 0,
+                last_sequence: 0,
+            };
+            table.record(&batch, offset - 1, offset - 1, 5);
+            table
+        };
+        for offset in [10, 20, 30, 40] {
+            std::fs::write(
+                snapshot_path(dir.path(), offset),
+                encode_snapshot(&table_at(offset), offset),
+            )
+            .unwrap();
+        }
+        std::fs::write(
+            dir.path().join("00000000000000000050.snapshot.tmp"),
+            b"partial",
+        )
+        .unwrap();
+        // 40 is past the log end (a lost tail), 30 is damaged, 20 names another offset.
+        let mut damaged = std::fs::read(snapshot_path(dir.path(), 30)).unwrap();
+        damaged[25] ^= 1;
+        std::fs::write(snapshot_path(dir.path(), 30), damaged).unwrap();
+        std::fs::rename(snapshot_path(dir.path(), 20), snapshot_path(dir.path(), 25)).unwrap();
+        let (loaded, problems) = newest_valid_snapshot(dir.path(), 35, config);
+        let (table, offset) = loaded.expect("snapshot 10 is intact");
+        assert_eq!(offset, 10);
+        assert_eq!(table, table_at(10));
+        assert_eq!(problems.len(), 3, "{problems:?}");
+        assert!(
+            !snapshot_path(dir.path(), 40).exists(),
+            "past the log end: deleted"
+        );
+        assert_eq!(
+            list_snapshots(dir.path()).unwrap(),
+            vec![10, 25, 30],
+            "tmp removed"
+        );
+        let (none, _) = newest_valid_snapshot(dir.path(), 5, config);
+        assert!(none.is_none(), "every snapshot is past the log end");
+        assert_eq!(
+            delete_snapshots_below(dir.path(), 100).unwrap(),
+            0,
+            "all gone above"
+        );
+    }
+
+    #[test]
+    fn retention_deletes_snapshots_below_the_log_start_but_the_newest() {
+        let dir = tempfile::tempdir().unwrap();
+        for offset in [0, 10, 20, 30] {
+            std::fs::write(snapshot_path(dir.path(), offset), b"x").unwrap();
+        }
+        assert_eq!(delete_snapshots_below(dir.path(), 15).unwrap(), 2);
+        assert_eq!(list_snapshots(dir.path()).unwrap(), vec![20, 30]);
+        assert_eq!(delete_snapshots_below(dir.path(), 40).unwrap(), 1);
+        assert_eq!(list_snapshots(dir.path()).unwrap(), vec![30]);
     }
 
     #[test]

@@ -18,9 +18,10 @@ use glommio::sync::Semaphore;
 use tracing::{debug, error, info, warn};
 use weir_proto::wire::{
     CreateTopicRequest, CreateTopicResponse, DeleteTopicRequest, DeleteTopicResponse,
-    DescribedPartition, FetchPartition, FetchPartitionResult, ListOffsetsPartition,
-    ListOffsetsPartitionResult, OffsetCommitRequest, OffsetCommitResponse, OffsetFetchRequest,
-    OffsetFetchResponse, ProducePartition, ProducePartitionResult,
+    DescribedPartition, ErrorCode, FetchPartition, FetchPartitionResult, InitProducerIdRequest,
+    InitProducerIdResponse, ListOffsetsPartition, ListOffsetsPartitionResult, OffsetCommitRequest,
+    OffsetCommitResponse, OffsetFetchRequest, OffsetFetchResponse, ProducePartition,
+    ProducePartitionResult,
 };
 use weir_storage::PartitionLog;
 
@@ -34,8 +35,10 @@ use crate::net::{self, Addresses};
 use crate::notify::{Latch, Signal};
 use crate::offsets::{CommitKey, CommitValue, OffsetTable};
 use crate::owner;
-use crate::partition::{self, Partition, PartitionKey};
+use crate::partition::{self, Partition, PartitionKey, Producers};
 use crate::peers::{Envelope, Inbox, Peers};
+use crate::producer_ids::{self, ProducerIds};
+use crate::producer_state::{encode_snapshot, ProducerTableConfig};
 use crate::runtime::{Command, Event, ShardSetup};
 
 /// A request from one shard to another.
@@ -72,6 +75,8 @@ pub enum PeerRequest {
     OffsetCommit(OffsetCommitRequest),
     /// Read offsets of a group whose offsets partition you own.
     OffsetFetch(OffsetFetchRequest),
+    /// Hand out a producer id or epoch (sent to shard 0, the allocator's owner).
+    InitProducerId(InitProducerIdRequest),
 }
 
 impl PeerRequest {
@@ -115,6 +120,8 @@ pub enum PeerReply {
     OffsetCommit(OffsetCommitResponse),
     /// Answer to [`PeerRequest::OffsetFetch`].
     OffsetFetch(OffsetFetchResponse),
+    /// Answer to [`PeerRequest::InitProducerId`].
+    InitProducerId(InitProducerIdResponse),
 }
 
 /// Why a shard stopped with an error.
@@ -182,6 +189,10 @@ pub struct Shard {
     offset_tables: RefCell<HashMap<PartitionKey, OffsetTable>>,
     watches: RefCell<HashMap<(usize, u64), Rc<Latch>>>,
     next_watch_id: Cell<u64>,
+    /// The producer-id allocator (shard 0 only), loaded on first use.
+    producer_ids: RefCell<Option<ProducerIds>>,
+    /// Serializes InitProducerId on shard 0 (a reservation awaits a durable write).
+    producer_ids_lock: Semaphore,
 }
 
 impl Shard {
@@ -293,11 +304,24 @@ impl Shard {
             let log_config = partition::log_config(&topic.config, &self.config, tail_cache);
             match PartitionLog::open(&dir, log_config).await {
                 Ok(log) => {
+                    let producers = match self.open_producers(&topic.name, key.1, &log).await {
+                        Ok(producers) => producers,
+                        Err(reason) => {
+                            failures.push(PartitionFailure {
+                                topic_id: key.0,
+                                topic_name: topic.name.clone(),
+                                partition: key.1,
+                                reason,
+                            });
+                            continue;
+                        }
+                    };
                     let opened = Rc::new(Partition {
                         topic: Arc::clone(topic),
                         index: key.1,
                         log,
                         appended: Signal::default(),
+                        producers,
                     });
                     if topic.name == OFFSETS_TOPIC {
                         match owner::replay_offsets(&opened, self.config.fetch_response_bytes_max)
@@ -334,6 +358,85 @@ impl Shard {
         Ok(failures)
     }
 
+    /// Answers an InitProducerId; must run on [`crate::control::CATALOG_SHARD`], the only
+    /// owner of the producer-id allocator.
+    pub async fn init_producer_id(&self, request: InitProducerIdRequest) -> InitProducerIdResponse {
+        let Ok(_permit) = self.producer_ids_lock.acquire_permit(1).await else {
+            return InitProducerIdResponse {
+                error_code: ErrorCode::BrokerShuttingDown,
+                error_message: "the broker is shutting down".to_string(),
+                ..InitProducerIdResponse::default()
+            };
+        };
+        let mut state = self.producer_ids.take();
+        let response =
+            producer_ids::init_producer_id(&mut state, &self.config.data_dir, &request).await;
+        *self.producer_ids.borrow_mut() = state;
+        response
+    }
+
+    /// The producer-table limits of this broker.
+    pub fn producer_table_config(&self) -> ProducerTableConfig {
+        ProducerTableConfig {
+            producers_max: self.config.producers_per_partition_max as usize,
+            producer_idle_ms_max: self.config.producer_idle_ms_max,
+        }
+    }
+
+    /// Rebuilds an opened log's producer state from its newest valid snapshot and the batch
+    /// headers after it.
+    async fn open_producers(
+        &self,
+        topic: &str,
+        index: u32,
+        log: &PartitionLog,
+    ) -> Result<Producers, String> {
+        let started = Instant::now();
+        let (table, snapshot, problems) = partition::rebuild_producers(
+            log,
+            self.producer_table_config(),
+            self.config.fetch_response_bytes_max,
+        )
+        .await
+        .map_err(|error| format!("cannot rebuild the producer state: {error}"))?;
+        for problem in &problems {
+            warn!(topic, partition = index, %problem, "producer-state snapshot skipped");
+        }
+        debug!(
+            topic,
+            partition = index,
+            producers = table.len(),
+            snapshot_offset = ?snapshot,
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "producer state rebuilt"
+        );
+        // A snapshot at the current active segment already bounds the next open's scan.
+        let active = log.active_segment_base_offset();
+        let current = snapshot.filter(|offset| *offset >= active).map(|_| active);
+        Ok(Producers::new(table, current))
+    }
+
+    /// Writes a producer-state snapshot of `partition` at its log end, unless an idempotent
+    /// append is in progress (the table may then lag the log; the next tick retries).
+    async fn snapshot_producers(&self, partition: &Partition) -> bool {
+        if partition.producers.any_busy() {
+            return false;
+        }
+        let offset = partition.log.log_end_offset();
+        let active = partition.log.active_segment_base_offset();
+        let bytes = encode_snapshot(&partition.producers.table.borrow(), offset);
+        match partition::write_snapshot(partition.log.dir(), offset, bytes).await {
+            Ok(()) => {
+                partition.producers.snapshot_written(active);
+                true
+            }
+            Err(error) => {
+                error!(topic = %partition.topic.name, partition = partition.index, %error, "cannot write a producer-state snapshot");
+                false
+            }
+        }
+    }
+
     /// Deletes a removed partition's log once no request holds it any more.
     fn delete_partition(self: &Rc<Self>, partition: Rc<Partition>) {
         let retry = Duration::from_millis(self.config.maintenance_interval_ms);
@@ -367,6 +470,8 @@ impl Shard {
             .collect();
         for partition in partitions {
             let (name, index) = (partition.topic.name.clone(), partition.index);
+            // A clean close leaves a snapshot at the log end: the next open scans nothing.
+            self.snapshot_producers(&partition).await;
             match Rc::try_unwrap(partition) {
                 Ok(owned) => {
                     if let Err(error) = owned.log.close().await {
@@ -398,6 +503,7 @@ impl Shard {
             storage.tail_cache_misses += stats.tail_cache_misses;
             storage.fsync_count += stats.fsync_count;
             storage.fsync_time_us += stats.fsync_time_total_us;
+            snapshot.producer.remembered += partition.producers.table.borrow().len() as u64;
         }
         snapshot.storage = storage;
         snapshot
@@ -454,15 +560,36 @@ impl Shard {
             if let Err(error) = partition.log.roll_if_due(now_ms).await {
                 error!(topic = %name, partition = index, %error, "segment roll failed");
             }
+            let expired = partition.producers.table.borrow_mut().expire(now_ms);
+            if expired > 0 {
+                metrics::count_producer(&self.metrics, |counters| {
+                    counters.expired += expired as u64
+                });
+            }
+            if partition
+                .producers
+                .snapshot_due(partition.log.active_segment_base_offset())
+            {
+                self.snapshot_producers(&partition).await;
+            }
             match partition.log.enforce_retention(now_ms).await {
-                Ok(report) if report.segments_deleted > 0 => info!(
-                    topic = %name,
-                    partition = index,
-                    segments = report.segments_deleted,
-                    bytes = report.bytes_deleted,
-                    log_start_offset = report.log_start_offset,
-                    "retention deleted segments"
-                ),
+                Ok(report) if report.segments_deleted > 0 => {
+                    info!(
+                        topic = %name,
+                        partition = index,
+                        segments = report.segments_deleted,
+                        bytes = report.bytes_deleted,
+                        log_start_offset = report.log_start_offset,
+                        "retention deleted segments"
+                    );
+                    // Snapshots go with the segments they were taken at.
+                    let dir = partition.log.dir();
+                    if let Err(error) =
+                        partition::delete_snapshots_below(dir, report.log_start_offset)
+                    {
+                        error!(topic = %name, partition = index, %error, "cannot delete old producer-state snapshots");
+                    }
+                }
                 Ok(_) => {}
                 Err(error) => error!(topic = %name, partition = index, %error, "retention failed"),
             }
@@ -520,6 +647,9 @@ impl Shard {
             }
             PeerRequest::OffsetFetch(request) => {
                 PeerReply::OffsetFetch(owner::fetch_offsets(self, request))
+            }
+            PeerRequest::InitProducerId(request) => {
+                PeerReply::InitProducerId(self.init_producer_id(request).await)
             }
         }
     }
@@ -584,6 +714,8 @@ pub async fn run(setup: ShardSetup) -> Result<(), ShardError> {
         offset_tables: RefCell::new(HashMap::new()),
         watches: RefCell::new(HashMap::new()),
         next_watch_id: Cell::new(0),
+        producer_ids: RefCell::new(None),
+        producer_ids_lock: Semaphore::new(1),
     });
     // Peers must be served while partitions open: another shard may already ask for metrics.
     let inbox_tasks = spawn_inbox(&shard, inbox);

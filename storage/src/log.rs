@@ -344,6 +344,22 @@ impl PartitionLog {
         self.state.borrow().log_end_offset
     }
 
+    /// Base offset of the segment appends go to, or of the last segment when none is active
+    /// (between a seal and the next append). A change of this value means the log rolled, which
+    /// lets an owner keep per-segment side files (such as state snapshots) in step with it.
+    pub fn active_segment_base_offset(&self) -> i64 {
+        let state = self.state.borrow();
+        match &state.active {
+            Some(active) => active.base_offset,
+            None => state
+                .sealed
+                .keys()
+                .next_back()
+                .copied()
+                .unwrap_or(state.log_end_offset),
+        }
+    }
+
     /// Offset below which readers may read: under [`FlushPolicy::Always`] only batches that are
     /// durable; under the other policies everything appended.
     pub fn stable_end_offset(&self) -> i64 {

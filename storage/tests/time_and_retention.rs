@@ -31,7 +31,13 @@ fn roll_if_due_rolls_a_segment_that_has_held_data_long_enough() {
             "young segment"
         );
         assert_eq!(log.stats().segment_count, 1);
+        assert_eq!(log.active_segment_base_offset(), 0);
         assert!(log.roll_if_due(11_000).await.expect("roll"), "old segment");
+        assert_eq!(
+            log.active_segment_base_offset(),
+            0,
+            "sealed, nothing new yet: still the last segment"
+        );
         assert_eq!(
             log.stats().segment_count,
             1,
@@ -44,6 +50,7 @@ fn roll_if_due_rolls_a_segment_that_has_held_data_long_enough() {
         let info = log.append(batch(2, 1, 10, 1)).await.expect("append");
         assert_eq!(info.base_offset, 1);
         assert_eq!(log.stats().segment_count, 2);
+        assert_eq!(log.active_segment_base_offset(), 1, "the roll shows");
         assert!(path.join(format!("{:020}.log", 1)).exists());
         assert!(
             !log.roll_if_due(20_500).await.expect("roll"),
