@@ -123,6 +123,20 @@ pub struct ReadyBatch {
     pub retry: Option<RetryState>,
     /// Resolves the batch's records when it completes.
     pub completion: watch::Sender<BatchOutcome>,
+    /// The idempotent producer's id, epoch and first sequence, stamped into `records` when the
+    /// batch is first sent; a retry sends the same bytes.
+    pub producer: Option<ProducerStamp>,
+}
+
+/// What an idempotent producer stamped into a batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProducerStamp {
+    /// The producer id.
+    pub producer_id: i64,
+    /// The producer epoch.
+    pub epoch: i16,
+    /// The sequence of the batch's first record in its partition.
+    pub base_sequence: i32,
 }
 
 struct OpenBatch {
@@ -393,6 +407,7 @@ fn close_open_batch(queue: &mut PartitionQueue, topic_partition: TopicPartition)
             created: open.created,
             retry: None,
             completion: open.completion,
+            producer: None,
         });
     }
 }

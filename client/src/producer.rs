@@ -11,8 +11,23 @@
 //! Ordering: each partition has **at most one batch in flight**. A batch that fails with a
 //! retriable error goes back to the head of its partition's queue after a jittered backoff, so
 //! retries never reorder a partition, at the price of one round trip per batch per partition
-//! (many partitions still proceed in parallel). Without idempotence, a retry after a lost
-//! response can write a batch twice; it never writes batches out of order.
+//! (many partitions still proceed in parallel).
+//!
+//! Idempotence ([`ProducerConfig::idempotence`], on by default, like Kafka's
+//! `enable.idempotence=true`): before its first batch the producer gets a producer id and epoch
+//! (InitProducerId), and when a batch is first sent it is stamped with them and with its
+//! partition's next sequence number. A retry resends the identical bytes, so after a lost
+//! response or connection the broker recognises the batch and answers with its original offset
+//! instead of storing it twice: every record is written exactly once, in send order. If the
+//! broker answers `out_of_order_sequence` or `unknown_producer_id` (it lost or never had the
+//! producer's state, or an earlier batch of the partition failed for good), the producer bumps
+//! its epoch (which restarts every partition's sequences at 0) and fails the affected batch's
+//! records with that error rather than reorder anything; later records go on under the new
+//! epoch. `invalid_producer_epoch` means another producer instance with the same id fenced this
+//! one: it is fatal, every later send fails with it. Kafka requires `acks=all` for idempotence;
+//! Weir has one copy of each partition, so [`Acks::Leader`] is that; with [`Acks::None`] no
+//! answer comes back and the producer is not idempotent. Without idempotence, a retry after a
+//! lost response can write a batch twice; it never writes batches out of order.
 //!
 //! Memory: every accepted record holds its size in the buffer (`buffer_bytes_max`) until its
 //! batch is acknowledged or failed; when the buffer is full, `send` waits (at most
@@ -32,14 +47,15 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use bytes::{Bytes, BytesMut};
 use tokio::sync::{watch, Notify, Semaphore};
 use tokio::task::JoinSet;
+use weir_proto::batch::set_producer;
 use weir_proto::wire::{
-    Acks, ApiKey, ErrorCode, Priority, ProducePartition, ProduceRequest, ProduceResponse,
-    RequestMessage,
+    Acks, ApiKey, ErrorCode, InitProducerIdRequest, Priority, ProducePartition, ProduceRequest,
+    ProduceResponse, RequestMessage,
 };
 
 use crate::accumulator::{
     record_bytes_estimate, Accumulator, BatchOutcome, BatchingConfig, BufferPool, Header,
-    ReadyBatch, TopicPartition, BATCH_HEADER_BYTES,
+    ProducerStamp, ReadyBatch, TopicPartition, BATCH_HEADER_BYTES,
 };
 use crate::cluster::{ClientConfig, Cluster};
 use crate::error::{Error, ProduceError};
@@ -79,6 +95,9 @@ pub struct ProducerConfig {
     /// How keyed records are placed: Kafka's key hash (the default) or a consistent-hash ring.
     /// Keyless records use the sticky partitioner either way.
     pub partitioning: Partitioning,
+    /// Whether the producer is idempotent (default true): retries never duplicate a batch. Needs
+    /// [`Acks::Leader`]; ignored with [`Acks::None`].
+    pub idempotence: bool,
 }
 
 impl Default for ProducerConfig {
@@ -98,11 +117,17 @@ impl Default for ProducerConfig {
             block_on_full: true,
             block_ms_max: 60_000,
             partitioning: Partitioning::KeyHash,
+            idempotence: true,
         }
     }
 }
 
 impl ProducerConfig {
+    /// Whether batches carry producer ids and sequences: idempotence with acknowledgements.
+    pub fn is_idempotent(&self) -> bool {
+        self.idempotence && self.acks.expects_response()
+    }
+
     fn retry_policy(&self) -> RetryPolicy {
         RetryPolicy {
             retries_max: self.retries_max,
@@ -200,6 +225,21 @@ struct ProducerShared {
     retry_policy: RetryPolicy,
     /// Bounds this producer's Produce requests in flight per shard address.
     inflight_by_address: Mutex<HashMap<String, Arc<Semaphore>>>,
+    /// The idempotent producer's identity and sequences; held only for a stamp or an update.
+    idempotence: Mutex<Idempotence>,
+    /// Serializes InitProducerId calls (first id, epoch bumps).
+    identity_lock: tokio::sync::Mutex<()>,
+}
+
+/// An idempotent producer's identity and the next sequence of each partition.
+#[derive(Debug, Default)]
+struct Idempotence {
+    /// Producer id and epoch, once the broker handed them out.
+    identity: Option<(i64, i16)>,
+    /// The first sequence of each partition's next batch under `identity`.
+    next_sequence: HashMap<TopicPartition, i32>,
+    /// Set when the broker fenced this producer: every later send fails with it.
+    fenced: Option<Error>,
 }
 
 impl ProducerShared {
@@ -215,6 +255,12 @@ impl ProducerShared {
         self.buffer.release(batch.reserved_bytes);
         let _ = batch.completion.send(outcome);
         self.wake.notify_one();
+    }
+
+    fn idempotence(&self) -> std::sync::MutexGuard<'_, Idempotence> {
+        self.idempotence
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     fn inflight_limit(&self, address: &str) -> Arc<Semaphore> {
@@ -292,6 +338,8 @@ impl Producer {
             closing: AtomicBool::new(false),
             retry_policy: config.retry_policy(),
             inflight_by_address: Mutex::new(HashMap::new()),
+            idempotence: Mutex::new(Idempotence::default()),
+            identity_lock: tokio::sync::Mutex::new(()),
         });
         let sender = tokio::spawn(run_sender(shared.clone()));
         Ok(Producer {
@@ -341,6 +389,9 @@ impl Producer {
     ) -> Result<Delivery, ProduceError> {
         if self.shared.closing.load(Ordering::Acquire) {
             return Err(ProduceError::Closed);
+        }
+        if let Some(fenced) = self.shared.idempotence().fenced.clone() {
+            return Err(fenced.into());
         }
         let record_bytes = record_bytes_estimate(key, value, headers);
         if BATCH_HEADER_BYTES + record_bytes > self.shared.config.batch_bytes_max {
@@ -473,6 +524,14 @@ async fn run_sender(shared: Arc<ProducerShared>) {
             accumulator.next_linger_deadline()
         };
         if !ready.is_empty() {
+            if shared.config.is_idempotent() {
+                if let Err(error) = ensure_identity(&shared).await {
+                    for batch in ready.drain(..) {
+                        requests.spawn(retry_or_fail(shared.clone(), vec![batch], error.clone()));
+                    }
+                    continue;
+                }
+            }
             dispatch(&shared, &mut ready, &mut requests);
             while requests.try_join_next().is_some() {}
             continue;
@@ -497,13 +556,19 @@ fn dispatch(shared: &Arc<ProducerShared>, ready: &mut Vec<ReadyBatch>, requests:
     let now = Instant::now();
     let delivery_timeout = Duration::from_millis(shared.config.delivery_timeout_ms);
     let mut by_address: HashMap<String, Vec<ReadyBatch>> = HashMap::new();
-    for batch in ready.drain(..) {
+    for mut batch in ready.drain(..) {
         if now.saturating_duration_since(batch.created) >= delivery_timeout {
             let error = ProduceError::DeliveryTimeout {
                 delivery_timeout_ms: shared.config.delivery_timeout_ms,
                 last_error: None,
             };
             shared.complete(batch, BatchOutcome::Failed(error));
+            continue;
+        }
+        if shared.config.is_idempotent() && batch.producer.is_none() && !stamp(shared, &mut batch) {
+            // The identity is being replaced (a failed epoch bump): the next round gets one.
+            shared.accumulator().requeue(batch);
+            shared.wake.notify_one();
             continue;
         }
         let topic_partition = batch.topic_partition;
@@ -540,6 +605,112 @@ fn dispatch(shared: &Arc<ProducerShared>, ready: &mut Vec<ReadyBatch>, requests:
         }
         if !group.is_empty() {
             requests.spawn(send_request(shared.clone(), address, group));
+        }
+    }
+}
+
+/// Gets a producer id and epoch from the broker if the producer has none; fails with the fencing
+/// error once the producer was fenced.
+async fn ensure_identity(shared: &ProducerShared) -> Result<(), Error> {
+    let settled = |shared: &ProducerShared| {
+        let state = shared.idempotence();
+        match &state.fenced {
+            Some(fenced) => Some(Err(fenced.clone())),
+            None => state.identity.map(|_| Ok(())),
+        }
+    };
+    if let Some(settled) = settled(shared) {
+        return settled;
+    }
+    let _guard = shared.identity_lock.lock().await;
+    if let Some(settled) = settled(shared) {
+        return settled;
+    }
+    let (producer_id, epoch) = init_producer_id(shared, InitProducerIdRequest::default()).await?;
+    let mut state = shared.idempotence();
+    state.identity = Some((producer_id, epoch));
+    state.next_sequence.clear();
+    tracing::debug!(producer_id, epoch, "idempotent producer id assigned");
+    Ok(())
+}
+
+async fn init_producer_id(
+    shared: &ProducerShared,
+    request: InitProducerIdRequest,
+) -> Result<(i64, i16), Error> {
+    let response = shared.cluster.control_request(&request).await?;
+    if !response.error_code.is_none() {
+        return Err(Error::Broker {
+            code: response.error_code,
+            message: response.error_message,
+        });
+    }
+    Ok((response.producer_id, response.producer_epoch))
+}
+
+/// Stamps a batch's first send with the producer's identity and its partition's next sequence;
+/// false if the producer has no identity right now.
+fn stamp(shared: &ProducerShared, batch: &mut ReadyBatch) -> bool {
+    let mut state = shared.idempotence();
+    let Some((producer_id, epoch)) = state.identity else {
+        return false;
+    };
+    let next = state
+        .next_sequence
+        .entry(batch.topic_partition)
+        .or_insert(0);
+    let base_sequence = *next;
+    let records = i32::try_from(batch.records_count).unwrap_or(i32::MAX);
+    *next = increment_sequence(base_sequence, records);
+    drop(state);
+    // The accumulator's bytes are not shared yet, so this normally stamps them in place.
+    let records = std::mem::take(&mut batch.records);
+    let mut bytes = records
+        .try_into_mut()
+        .unwrap_or_else(|shared_bytes| BytesMut::from(&shared_bytes[..]));
+    if set_producer(&mut bytes, producer_id, epoch, base_sequence).is_ok() {
+        batch.producer = Some(ProducerStamp {
+            producer_id,
+            epoch,
+            base_sequence,
+        });
+    }
+    batch.records = bytes.freeze();
+    true
+}
+
+/// `sequence + increment`, wrapping past `i32::MAX` to 0 as the broker (and Kafka) expects.
+pub(crate) fn increment_sequence(sequence: i32, increment: i32) -> i32 {
+    if sequence > i32::MAX - increment {
+        increment - (i32::MAX - sequence) - 1
+    } else {
+        sequence + increment
+    }
+}
+
+/// After the broker refused `failed`'s sequence: moves the producer to its next epoch (every
+/// partition's sequences restart at 0), unless another batch already did. If the bump fails,
+/// the producer drops its identity and asks for a new id before the next batch.
+async fn bump_epoch(shared: &ProducerShared, failed: ProducerStamp) {
+    let _guard = shared.identity_lock.lock().await;
+    if shared.idempotence().identity != Some((failed.producer_id, failed.epoch)) {
+        return;
+    }
+    let request = InitProducerIdRequest {
+        producer_id: failed.producer_id,
+        producer_epoch: failed.epoch,
+    };
+    let bumped = init_producer_id(shared, request).await;
+    let mut state = shared.idempotence();
+    state.next_sequence.clear();
+    match bumped {
+        Ok((producer_id, epoch)) => {
+            tracing::debug!(producer_id, epoch, "idempotent producer epoch bumped");
+            state.identity = Some((producer_id, epoch));
+        }
+        Err(error) => {
+            tracing::debug!(%error, "epoch bump failed; the producer will ask for a new id");
+            state.identity = None;
         }
     }
 }
@@ -633,6 +804,7 @@ async fn settle(
         .collect();
     let mut retriable = Vec::new();
     let mut last_error = None;
+    let mut sequence_failures = Vec::new();
     for batch in batches {
         let Some(result) = results.remove(&batch.topic_partition) else {
             let error = Error::Protocol {
@@ -658,12 +830,29 @@ async fn settle(
             code: result.error_code,
             message: result.error_message,
         };
+        match (result.error_code, batch.producer) {
+            (ErrorCode::OutOfOrderSequence | ErrorCode::UnknownProducerId, Some(stamp)) => {
+                // Completed only after the bump, so the partition's next batch cannot be sent
+                // with a sequence the broker would refuse too.
+                sequence_failures.push((batch, stamp, error));
+                continue;
+            }
+            (ErrorCode::InvalidProducerEpoch, Some(_)) => {
+                tracing::warn!(%error, "the idempotent producer was fenced; it fails every send from now on");
+                shared.idempotence().fenced.get_or_insert(error.clone());
+            }
+            _ => {}
+        }
         if error.is_retriable() {
             retriable.push(batch);
             last_error = Some(error);
         } else {
             shared.complete(batch, BatchOutcome::Failed(error.into()));
         }
+    }
+    for (batch, stamp, error) in sequence_failures {
+        bump_epoch(&shared, stamp).await;
+        shared.complete(batch, BatchOutcome::Failed(error.into()));
     }
     if let Some(error) = last_error {
         retry_or_fail(shared, retriable, error).await;

@@ -22,7 +22,7 @@ use weir_client::{
 use weir_proto::batch::{set_base_offset, BatchIter, BatchLimits};
 use weir_proto::wire::{
     ApiVersionsResponse, CreateTopicRequest, CreateTopicResponse, ErrorResponse,
-    FetchPartitionResult, FetchRecords, FetchResponse, FrameDecoderConfig,
+    FetchPartitionResult, FetchRecords, FetchResponse, FrameDecoderConfig, InitProducerIdResponse,
     ListOffsetsPartitionResult, ListOffsetsResponse, MetadataRequest, MetadataResponse,
     OffsetQuery, PartitionMetadata, ProducePartitionResult, ProduceResponse, Request,
     RequestFrameDecoder, ResponseMessage, ShardMetadata, TopicMetadata,
@@ -183,6 +183,20 @@ async fn serve(
                         error_code: ErrorCode::None,
                         error_message: String::new(),
                         topic_id: 100 + state.create_topic_requests.len() as u32,
+                    }
+                    .encode_frame(correlation_id, 0, &mut out)
+                }
+                Request::InitProducerId(init) => {
+                    // One producer id; a bump (KIP-360) gives the next epoch.
+                    let (producer_id, producer_epoch) = if init.producer_id < 0 {
+                        (1, 0)
+                    } else {
+                        (init.producer_id, init.producer_epoch + 1)
+                    };
+                    InitProducerIdResponse {
+                        producer_id,
+                        producer_epoch,
+                        ..InitProducerIdResponse::default()
                     }
                     .encode_frame(correlation_id, 0, &mut out)
                 }

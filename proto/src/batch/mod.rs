@@ -37,7 +37,7 @@ pub use header::{BatchHeader, Compression, TimestampType};
 pub use iter::BatchIter;
 pub use record::{records, HeaderIter, Record, RecordIter};
 pub use validate::{
-    peek_batch_size, set_base_offset, set_partition_leader_epoch, validate_batch,
+    peek_batch_size, set_base_offset, set_partition_leader_epoch, set_producer, validate_batch,
     validate_batch_header_and_crc, BatchInfo, BatchLimits,
 };
 

@@ -314,6 +314,29 @@ pub fn set_base_offset(batch: &mut [u8], base_offset: i64) -> Result<(), BatchEr
     Ok(())
 }
 
+/// Stamps a finished batch with an idempotent producer's id, epoch and first sequence, in place,
+/// and recomputes the CRC (the fields are inside it). A producer assigns sequences when it first
+/// sends a batch, so the batch can be built before the producer id is known; a retry then sends
+/// the stamped bytes unchanged.
+pub fn set_producer(
+    batch: &mut [u8],
+    producer_id: i64,
+    producer_epoch: i16,
+    base_sequence: i32,
+) -> Result<(), BatchError> {
+    let available = batch.len();
+    let header = BatchHeader::view_mut(batch).ok_or(BatchError::Truncated {
+        needed: BATCH_HEADER_BYTES,
+        available,
+    })?;
+    header.producer_id.set(producer_id);
+    header.producer_epoch.set(producer_epoch);
+    header.base_sequence.set(base_sequence);
+    let crc = crc32c::crc32c(&batch[CRC_COVERED_START..]);
+    batch[CRC_COVERED_START - 4..CRC_COVERED_START].copy_from_slice(&crc.to_be_bytes());
+    Ok(())
+}
+
 /// Overwrites `partitionLeaderEpoch` in place. The field is outside the CRC, so the CRC stays
 /// valid.
 pub fn set_partition_leader_epoch(batch: &mut [u8], epoch: i32) -> Result<(), BatchError> {
@@ -324,6 +347,31 @@ pub fn set_partition_leader_epoch(batch: &mut [u8], epoch: i32) -> Result<(), Ba
     })?;
     header.partition_leader_epoch.set(epoch);
     Ok(())
+}
+
+#[cfg(test)]
+mod set_producer_tests {
+    use super::*;
+    use crate::batch::BatchBuilder;
+
+    #[test]
+    fn stamping_a_producer_keeps_the_batch_valid_and_equal_to_building_with_it() {
+        let build = |builder: BatchBuilder| {
+            let mut builder = builder;
+            builder.push(1_000, Some(b"k"), Some(b"v"), &[]);
+            builder.push(1_001, None, Some(b"w"), &[]);
+            builder.finish()
+        };
+        let mut stamped = build(BatchBuilder::new(1_000));
+        set_producer(&mut stamped, 42, 3, 17).unwrap();
+        assert_eq!(stamped, build(BatchBuilder::new(1_000).producer(42, 3, 17)));
+        let info = validate_batch(&stamped, &BatchLimits::default()).unwrap();
+        assert_eq!(
+            (info.producer_id, info.producer_epoch, info.base_sequence),
+            (42, 3, 17)
+        );
+        assert!(set_producer(&mut stamped[..60], 1, 1, 1).is_err());
+    }
 }
 
 #[cfg(test)]

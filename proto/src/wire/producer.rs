@@ -12,11 +12,11 @@ use super::error_code::ErrorCode;
 use super::message::wire_message;
 
 /// `producerId` of a batch (or of an InitProducerId request) without an idempotent producer.
-pub const PRODUCER_ID_NONE: i64 = -1;
+pub const PRODUCER_ID_NONE: i64 = crate::batch::NO_PRODUCER_ID;
 /// `producerEpoch` of a batch without an idempotent producer.
-pub const PRODUCER_EPOCH_NONE: i16 = -1;
+pub const PRODUCER_EPOCH_NONE: i16 = crate::batch::NO_PRODUCER_EPOCH;
 /// `baseSequence` of a batch without an idempotent producer.
-pub const SEQUENCE_NONE: i32 = -1;
+pub const SEQUENCE_NONE: i32 = crate::batch::NO_SEQUENCE;
 
 /// Asks for a new producer id, or for the next epoch of an existing one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
