@@ -8,6 +8,12 @@
 //! a broker's answer, failures are typed errors ([`Error`], [`ProduceError`]) that say whether a
 //! retry may help ([`Retriable`]).
 //!
+//! The [`Producer`] is idempotent by default ([`ProducerConfig::idempotence`], with
+//! [`Acks::Leader`]): it gets a producer id from the broker and numbers each partition's batches,
+//! so a batch resent after a lost response or connection is recognised by the broker and answered
+//! with its original offset, never stored twice or out of order. See the `producer` module for
+//! what happens when the broker reports a sequence gap or fences the producer.
+//!
 //! Keyed records are placed by Kafka's key hash, or by a consistent-hash ring ([`HashRing`],
 //! chosen with [`ProducerConfig::partitioning`]) for topics that grow. [`DeadLetterProcessor`]
 //! runs a handler over a consumer's records with bounded retries and a dead-letter topic.
