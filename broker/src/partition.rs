@@ -230,6 +230,15 @@ pub fn delete_snapshots_below(dir: &Path, log_start_offset: i64) -> std::io::Res
     Ok(deleted)
 }
 
+/// Deletes every snapshot in `dir` (the partition is being deleted), so the log can remove its
+/// directory.
+pub fn delete_all_snapshots(dir: &Path) -> std::io::Result<()> {
+    for offset in list_snapshots(dir)? {
+        std::fs::remove_file(snapshot_path(dir, offset))?;
+    }
+    Ok(())
+}
+
 /// Writes `bytes` as the snapshot at `offset`: temporary file, fdatasync, rename, directory
 /// fsync, through glommio's io_uring file APIs.
 pub async fn write_snapshot(dir: &Path, offset: i64, bytes: Vec<u8>) -> std::io::Result<()> {

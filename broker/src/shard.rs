@@ -446,6 +446,9 @@ impl Shard {
                 match Rc::try_unwrap(partition) {
                     Ok(owned) => {
                         let (name, index) = (owned.topic.name.clone(), owned.index);
+                        if let Err(error) = partition::delete_all_snapshots(owned.log.dir()) {
+                            error!(topic = %name, partition = index, %error, "cannot delete producer-state snapshots");
+                        }
                         if let Err(error) = owned.log.delete().await {
                             error!(topic = %name, partition = index, %error, "cannot delete partition log");
                         }

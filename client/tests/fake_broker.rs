@@ -3,10 +3,11 @@
 //! The fake serves one shard on a loopback port: ApiVersions, Metadata (topic "events" with
 //! `PARTITIONS` partitions), Produce (assigning offsets and keeping the batches), Fetch (serving
 //! them back, holding an empty answer for `max_wait_ms` like a long poll), ListOffsets and
-//! CreateTopic (recording the request). Tests can make it fail produces with a retriable code,
-//! hold produce answers, or drop connections.
+//! CreateTopic (recording the request), InitProducerId (id 1; a bump gives the next epoch; it
+//! checks no sequences). Tests can make it fail produces with a chosen code, hold produce
+//! answers, or drop connections.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -22,10 +23,10 @@ use weir_client::{
 use weir_proto::batch::{set_base_offset, BatchIter, BatchLimits};
 use weir_proto::wire::{
     ApiVersionsResponse, CreateTopicRequest, CreateTopicResponse, ErrorResponse,
-    FetchPartitionResult, FetchRecords, FetchResponse, FrameDecoderConfig, InitProducerIdResponse,
-    ListOffsetsPartitionResult, ListOffsetsResponse, MetadataRequest, MetadataResponse,
-    OffsetQuery, PartitionMetadata, ProducePartitionResult, ProduceResponse, Request,
-    RequestFrameDecoder, ResponseMessage, ShardMetadata, TopicMetadata,
+    FetchPartitionResult, FetchRecords, FetchResponse, FrameDecoderConfig, InitProducerIdRequest,
+    InitProducerIdResponse, ListOffsetsPartitionResult, ListOffsetsResponse, MetadataRequest,
+    MetadataResponse, OffsetQuery, PartitionMetadata, ProducePartitionResult, ProduceResponse,
+    Request, RequestFrameDecoder, ResponseMessage, ShardMetadata, TopicMetadata,
 };
 
 const TOPIC: &str = "events";
@@ -46,6 +47,10 @@ struct FakeState {
     produce_requests: u32,
     /// Every CreateTopic received, in order.
     create_topic_requests: Vec<CreateTopicRequest>,
+    /// Codes the next produce entries are answered with (not stored), first to last.
+    produce_errors: VecDeque<ErrorCode>,
+    /// Every InitProducerId received, in order.
+    init_producer_id_requests: Vec<InitProducerIdRequest>,
 }
 
 struct FakeBroker {
@@ -187,6 +192,11 @@ async fn serve(
                     .encode_frame(correlation_id, 0, &mut out)
                 }
                 Request::InitProducerId(init) => {
+                    state
+                        .lock()
+                        .expect("fake state")
+                        .init_producer_id_requests
+                        .push(init);
                     // One producer id; a bump (KIP-360) gives the next epoch.
                     let (producer_id, producer_epoch) = if init.producer_id < 0 {
                         (1, 0)
@@ -247,6 +257,17 @@ fn store(
     let limits = BatchLimits::default();
     let mut results = Vec::new();
     for entry in entries {
+        if let Some(error_code) = state.produce_errors.pop_front() {
+            results.push(ProducePartitionResult {
+                topic_id: entry.topic_id,
+                partition: entry.partition,
+                error_code,
+                error_message: format!("the fake answers {error_code}"),
+                base_offset: -1,
+                log_start_offset: -1,
+            });
+            continue;
+        }
         if state.produce_failures_left > 0 {
             state.produce_failures_left -= 1;
             results.push(ProducePartitionResult {
@@ -408,6 +429,104 @@ async fn keyed_records_are_acknowledged_in_order_on_their_hash_partition_and_rea
             Some(next_offset[partition as usize])
         );
     }
+}
+
+/// `(producer id, epoch, base sequence)` of every batch stored in `partition`, in order.
+fn producer_fields(broker: &FakeBroker, partition: u32) -> Vec<(i64, i16, i32)> {
+    let state = broker.state();
+    let limits = BatchLimits::default();
+    state.logs.get(&partition).map_or(Vec::new(), |batches| {
+        batches
+            .iter()
+            .flat_map(|batch| BatchIter::new(batch, &limits))
+            .map(|item| {
+                let (info, _) = item.expect("valid batch");
+                (info.producer_id, info.producer_epoch, info.base_sequence)
+            })
+            .collect()
+    })
+}
+
+#[tokio::test]
+async fn an_idempotent_producer_numbers_batches_bumps_its_epoch_on_a_gap_and_stops_when_fenced() {
+    let broker = FakeBroker::start().await;
+    let cluster = within(Cluster::connect(client_config(&broker.address)))
+        .await
+        .expect("connect");
+    let producer = Producer::new(
+        cluster,
+        ProducerConfig {
+            linger_ms: 0,
+            ..ProducerConfig::default()
+        },
+    )
+    .expect("producer");
+    let key = Bytes::from_static(b"one-key");
+    let partition = partition_for_key(&key, PARTITIONS);
+    let send = |value: &'static str| {
+        producer.send(
+            TOPIC,
+            Some(key.clone()),
+            Bytes::from_static(value.as_bytes()),
+            &[],
+        )
+    };
+    for value in ["a", "b", "c"] {
+        within(send(value)).await.expect("delivered");
+    }
+    let first_id = broker.state().init_producer_id_requests.clone();
+    assert_eq!(
+        first_id,
+        [InitProducerIdRequest::default()],
+        "one id, asked once"
+    );
+    assert_eq!(
+        producer_fields(&broker, partition),
+        [(1, 0, 0), (1, 0, 1), (1, 0, 2)],
+        "batches carry the id, epoch 0 and consecutive sequences"
+    );
+
+    // A sequence refusal fails that record, bumps the epoch and restarts sequences at 0.
+    broker
+        .state()
+        .produce_errors
+        .push_back(ErrorCode::OutOfOrderSequence);
+    match within(send("refused")).await {
+        Err(ProduceError::Request(Error::Broker { code, .. })) => {
+            assert_eq!(code, ErrorCode::OutOfOrderSequence)
+        }
+        other => panic!("expected out_of_order_sequence, got {other:?}"),
+    }
+    assert_eq!(
+        broker.state().init_producer_id_requests.last(),
+        Some(&InitProducerIdRequest {
+            producer_id: 1,
+            producer_epoch: 0
+        }),
+        "the bump names the current id and epoch"
+    );
+    within(send("d")).await.expect("delivered after the bump");
+    assert_eq!(producer_fields(&broker, partition).last(), Some(&(1, 1, 0)));
+
+    // Fenced: fatal, later sends fail without reaching the broker.
+    broker
+        .state()
+        .produce_errors
+        .push_back(ErrorCode::InvalidProducerEpoch);
+    let fenced = within(send("fenced")).await.expect_err("fenced");
+    assert!(!fenced.is_retriable());
+    let requests = broker.state().produce_requests;
+    let later = within(send("later")).await.expect_err("still fenced");
+    assert!(
+        later.to_string().contains("InvalidProducerEpoch"),
+        "{later}"
+    );
+    assert_eq!(
+        broker.state().produce_requests,
+        requests,
+        "nothing more was sent"
+    );
+    assert_eq!(producer_fields(&broker, partition).len(), 4);
 }
 
 #[tokio::test]

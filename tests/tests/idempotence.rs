@@ -17,6 +17,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -28,12 +29,12 @@ use weir_client::{
 };
 use weir_proto::batch::BatchBuilder;
 use weir_proto::wire::{
-    decode_response, ApiKey, ErrorCode, FrameDecoderConfig, InitProducerIdRequest,
-    InitProducerIdResponse, MetadataResponse, RequestFrameDecoder, ResponseFrameDecoder,
-    ResponseMessage,
+    decode_response, ApiKey, CreateTopicRequest, ErrorCode, FrameDecoderConfig,
+    InitProducerIdRequest, InitProducerIdResponse, MetadataResponse, RequestFrameDecoder,
+    ResponseFrameDecoder, ResponseMessage, TopicConfig,
 };
 use weir_tests::wire::now_ms;
-use weir_tests::{runtime, BrokerProcess, WireClient};
+use weir_tests::{runtime, wait_until, BrokerOptions, BrokerProcess, WireClient};
 
 const DUPLICATES: &str = "weir_producer_duplicate_batches_total";
 const SEQUENCE_ERRORS: &str = "weir_producer_sequence_errors_total";
@@ -304,6 +305,106 @@ fn producer_state_survives_sigkill_and_a_damaged_snapshot() {
         after_restarts_id > after_crash_id,
         "ids are not reused after restarts"
     );
+}
+
+#[test]
+fn snapshots_follow_segment_rolls_and_retention() {
+    let options = BrokerOptions::with_cores(1).args([
+        "--batch-bytes-max",
+        "16384",
+        "--maintenance-interval-ms",
+        "20",
+    ]);
+    let mut broker = BrokerProcess::start(options);
+    let mut client = WireClient::connect_and_handshake(broker.shard_address(0));
+    let created = client.call_ok(&CreateTopicRequest {
+        name: "rolled".to_string(),
+        partition_count: 1,
+        config: TopicConfig {
+            flush: FlushPolicy::Always,
+            retention_bytes: Some(256 * 1024),
+            retention_ms: None,
+            segment_bytes: 64 * 1024,
+            segment_ms: None,
+        }
+        .into(),
+    });
+    assert_eq!(
+        created.error_code,
+        ErrorCode::None,
+        "{}",
+        created.error_message
+    );
+    let topic_id = created.topic_id;
+    let dir = partition_dir(&broker, topic_id, "rolled");
+    let (producer_id, epoch) = new_producer_id(&mut client);
+    let value = "v".repeat(4000);
+    let values = [value.as_str(), value.as_str()];
+    let mut sequence = 0;
+    let mut last = None;
+    // About 8 KiB a batch and 64 KiB segments: a roll every 8 batches, 10 segments in all, of
+    // which retention keeps about 256 KiB.
+    for _ in 0..80 {
+        let batch = producer_batch(producer_id, epoch, sequence, &values);
+        let stored = client.produce(topic_id, 0, batch.clone());
+        assert_eq!(
+            stored.error_code,
+            ErrorCode::None,
+            "{}",
+            stored.error_message
+        );
+        last = Some((batch, stored.base_offset));
+        sequence += 2;
+        // Let the maintenance tick see each roll (it writes a snapshot per roll it sees).
+        if sequence % 16 == 0 {
+            let rolled = snapshots(&dir).len();
+            wait_until(Duration::from_secs(10), "a snapshot after a roll", || {
+                snapshots(&dir).len() > rolled || log_start(&mut client, topic_id) > 0
+            });
+        }
+    }
+    wait_until(
+        Duration::from_secs(10),
+        "retention deletes old segments and their snapshots",
+        || {
+            let start = log_start(&mut client, topic_id);
+            let names = snapshots(&dir);
+            start > 0
+                && names.len() >= 2
+                && names
+                    .iter()
+                    .filter(|path| snapshot_offset(path) < start)
+                    .count()
+                    <= 1
+        },
+    );
+    // The newest snapshot bounds the scan at the next open; the state is intact after a crash.
+    broker.kill_9();
+    broker.restart();
+    let mut client = WireClient::connect_and_handshake(broker.shard_address(0));
+    let (batch, offset) = last.expect("a batch");
+    let again = client.produce(topic_id, 0, batch);
+    assert_eq!(
+        (again.error_code, again.base_offset),
+        (ErrorCode::None, offset)
+    );
+    let gap = client.produce(
+        topic_id,
+        0,
+        producer_batch(producer_id, epoch, sequence + 2, &["x"]),
+    );
+    assert_eq!(gap.error_code, ErrorCode::OutOfOrderSequence);
+}
+
+fn log_start(client: &mut WireClient, topic_id: u32) -> i64 {
+    client.fetch(topic_id, 0, 0).log_start_offset
+}
+
+fn snapshot_offset(path: &std::path::Path) -> i64 {
+    path.file_stem()
+        .and_then(|stem| stem.to_str())
+        .and_then(|stem| stem.parse().ok())
+        .expect("a snapshot named by its offset")
 }
 
 /// What the proxy does to the response of one Produce request.
