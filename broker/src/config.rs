@@ -706,6 +706,8 @@ mod tests {
         assert_eq!(config.topic_defaults.flush, FlushSetting::Always);
         assert_eq!(config.topic_defaults.partitions, 1);
         assert_eq!(config.ready_file, None);
+        assert_eq!(config.producers_per_partition_max, 10_000);
+        assert_eq!(config.producer_idle_ms_max, 24 * 60 * 60 * 1000);
     }
 
     #[test]
@@ -745,7 +747,8 @@ mod tests {
         std::fs::write(
             &path,
             "data-dir = \"/from/file\"\ncores = 3\nframe-bytes-max = 65536\n\
-             default-flush = \"interval:50\"\nlisten = \"127.0.0.1:0\"\n",
+             default-flush = \"interval:50\"\nlisten = \"127.0.0.1:0\"\n\
+             producers-per-partition-max = 7\nproducer-idle-ms-max = 60000\n",
         )
         .unwrap();
         let config = Config::resolve(
@@ -765,6 +768,8 @@ mod tests {
             FlushSetting::Interval { interval_ms: 50 }
         );
         assert_eq!(config.listen.port(), 0);
+        assert_eq!(config.producers_per_partition_max, 7);
+        assert_eq!(config.producer_idle_ms_max, 60_000);
     }
 
     #[test]
@@ -834,6 +839,11 @@ mod tests {
                 &["--maintenance-interval-ms", "0"],
                 "maintenance-interval-ms",
             ),
+            (
+                &["--producers-per-partition-max", "0"],
+                "producers-per-partition-max",
+            ),
+            (&["--producer-idle-ms-max", "0"], "producer-idle-ms-max"),
         ];
         for (args, key) in cases {
             let error = Config::resolve(flags(args), 2).unwrap_err();
@@ -929,6 +939,8 @@ mod tests {
             "--ready-file <PATH>",
             "--default-flush <POLICY>",
             "--shard-port-base <PORT>",
+            "--producers-per-partition-max <COUNT>",
+            "--producer-idle-ms-max <MS>",
             "[default: 9350]",
             "[default: 127.0.0.1:9347]",
             "[default: 127.0.0.1:9348]",

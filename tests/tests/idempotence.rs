@@ -179,6 +179,53 @@ fn duplicates_get_their_original_offset_gaps_and_old_epochs_are_refused() {
     assert_eq!(metrics.expect_sum("weir_producers_remembered"), 2.0);
 }
 
+#[test]
+fn the_producer_table_is_bounded_and_idle_producers_expire() {
+    let options = BrokerOptions::with_cores(1).args([
+        "--producers-per-partition-max",
+        "1",
+        "--maintenance-interval-ms",
+        "20",
+    ]);
+    let mut broker = BrokerProcess::start(options);
+    let mut client = WireClient::connect_and_handshake(broker.shard_address(0));
+    let topic_id = client.create_topic("bounded", 1, FlushPolicy::Always);
+    let (first, _) = new_producer_id(&mut client);
+    let (second, _) = new_producer_id(&mut client);
+    let batch = producer_batch(first, 0, 0, &["a"]);
+    assert_eq!(client.produce(topic_id, 0, batch.clone()).base_offset, 0);
+    assert_eq!(
+        client
+            .produce(topic_id, 0, producer_batch(second, 0, 0, &["b"]))
+            .base_offset,
+        1
+    );
+    // The table holds one producer: `first` was evicted, so its resent batch is not recognised
+    // (an unknown producer is accepted at any sequence) and is stored again.
+    assert_eq!(client.produce(topic_id, 0, batch).base_offset, 2);
+    let metrics = broker.metrics();
+    assert_eq!(metrics.expect_sum("weir_producer_evictions_total"), 2.0);
+    assert_eq!(metrics.expect_sum("weir_producers_remembered"), 1.0);
+    assert_eq!(metrics.expect_sum(DUPLICATES), 0.0);
+
+    broker.terminate();
+    let mut options = BrokerOptions::with_cores(1).args(["--producer-idle-ms-max", "1"]);
+    options.data_dir = Some(broker.data_dir().to_path_buf());
+    options
+        .extra_args
+        .extend(["--maintenance-interval-ms".to_string(), "20".to_string()]);
+    let broker = BrokerProcess::start(options);
+    weir_tests::broker::wait_for_metrics(
+        &broker,
+        Duration::from_secs(10),
+        "idle producers expire",
+        |metrics| {
+            metrics.expect_sum("weir_producer_expirations_total") >= 1.0
+                && metrics.expect_sum("weir_producers_remembered") == 0.0
+        },
+    );
+}
+
 fn partition_dir(broker: &BrokerProcess, topic_id: u32, name: &str) -> std::path::PathBuf {
     broker
         .data_dir()
