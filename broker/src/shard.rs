@@ -304,7 +304,13 @@ impl Shard {
             let log_config = partition::log_config(&topic.config, &self.config, tail_cache);
             match PartitionLog::open(&dir, log_config).await {
                 Ok(log) => {
-                    let producers = match self.open_producers(&topic.name, key.1, &log).await {
+                    // Clients cannot produce to internal topics: no producer state to keep.
+                    let producers = if topic.is_internal() {
+                        Ok(Producers::default())
+                    } else {
+                        self.open_producers(&topic.name, key.1, &log).await
+                    };
+                    let producers = match producers {
                         Ok(producers) => producers,
                         Err(reason) => {
                             failures.push(PartitionFailure {
@@ -417,13 +423,18 @@ impl Shard {
     }
 
     /// Writes a producer-state snapshot of `partition` at its log end, unless an idempotent
-    /// append is in progress (the table may then lag the log; the next tick retries).
+    /// append is in progress (the table may then lag the log; the next tick retries). Internal
+    /// topics have no producer state, and an empty log needs no snapshot to bound its scan.
     async fn snapshot_producers(&self, partition: &Partition) -> bool {
-        if partition.producers.any_busy() {
+        if partition.producers.any_busy() || partition.topic.is_internal() {
             return false;
         }
         let offset = partition.log.log_end_offset();
         let active = partition.log.active_segment_base_offset();
+        if offset == partition.log.log_start_offset() {
+            partition.producers.snapshot_written(active);
+            return false;
+        }
         let bytes = encode_snapshot(&partition.producers.table.borrow(), offset);
         match partition::write_snapshot(partition.log.dir(), offset, bytes).await {
             Ok(()) => {

@@ -234,6 +234,20 @@ fn partition_dir(broker: &BrokerProcess, topic_id: u32, name: &str) -> std::path
         .join("0")
 }
 
+fn files_with_extension(dir: &std::path::Path, extension: &str) -> usize {
+    std::fs::read_dir(dir)
+        .expect("partition directory")
+        .filter(|entry| {
+            entry.as_ref().is_ok_and(|entry| {
+                entry
+                    .path()
+                    .extension()
+                    .is_some_and(|found| found == extension)
+            })
+        })
+        .count()
+}
+
 fn snapshots(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     let mut found: Vec<_> = std::fs::read_dir(dir)
         .expect("partition directory")
@@ -402,13 +416,11 @@ fn snapshots_follow_segment_rolls_and_retention() {
         );
         last = Some((batch, stored.base_offset));
         sequence += 2;
-        // Let the maintenance tick see each roll (it writes a snapshot per roll it sees).
-        if sequence % 16 == 0 {
-            let rolled = snapshots(&dir).len();
-            wait_until(Duration::from_secs(10), "a snapshot after a roll", || {
-                snapshots(&dir).len() > rolled || log_start(&mut client, topic_id) > 0
-            });
-        }
+        // Each roll gets its snapshot at the next maintenance tick: wait for it before the
+        // next roll (a batch is an eighth of a segment), so every roll is seen.
+        wait_until(Duration::from_secs(10), "a snapshot for every roll", || {
+            snapshots(&dir).len() + 1 >= files_with_extension(&dir, "log")
+        });
     }
     wait_until(
         Duration::from_secs(10),
