@@ -26,7 +26,9 @@
 //! epoch. `invalid_producer_epoch` means another producer instance with the same id fenced this
 //! one: it is fatal, every later send fails with it. Kafka requires `acks=all` for idempotence;
 //! Weir has one copy of each partition, so [`Acks::Leader`] is that; with [`Acks::None`] no
-//! answer comes back and the producer is not idempotent. Without idempotence, a retry after a
+//! answer comes back and the producer is not idempotent. A broker that does not know
+//! InitProducerId answers `unknown_api_key`, which fails every send: set
+//! `idempotence = false` for it. Without idempotence, a retry after a
 //! lost response can write a batch twice; it never writes batches out of order.
 //!
 //! Memory: every accepted record holds its size in the buffer (`buffer_bytes_max`) until its
