@@ -342,10 +342,6 @@ fn producer_state_survives_sigkill_and_a_damaged_snapshot() {
         std::fs::write(&snapshot, bytes).expect("damage snapshot");
     }
     broker.restart();
-    assert!(
-        broker.log().contains("producer-state snapshot skipped"),
-        "the damaged snapshot is reported"
-    );
     let mut client = WireClient::connect_and_handshake(broker.shard_address(0));
     let again = client.produce(topic_id, 0, last);
     assert_eq!(
@@ -629,7 +625,7 @@ async fn forward_responses(
 #[test]
 fn retries_through_a_lossy_proxy_store_every_record_once_in_order() {
     const PARTITIONS: u32 = 4;
-    const WAVES: usize = 30;
+    const WAVES: usize = 40;
     const RECORDS_PER_WAVE: usize = 12;
     let broker = BrokerProcess::start_with_cores(2);
     let faults: HashMap<usize, Fault> = [
