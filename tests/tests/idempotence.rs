@@ -170,11 +170,37 @@ fn duplicates_get_their_original_offset_gaps_and_old_epochs_are_refused() {
         ["a", "b", "c", "d", "e", "f", "plain", "o"]
     );
 
+    // Several batches in one entry are checked in order, each as if the ones before were stored:
+    // a resent batch followed by a new one stores only the new one and answers the original
+    // offset; a gap anywhere refuses the whole entry.
+    let concat = |batches: &[&Bytes]| {
+        Bytes::from(
+            batches
+                .iter()
+                .flat_map(|batch| batch.iter().copied())
+                .collect::<Vec<u8>>(),
+        )
+    };
+    let resent = producer_batch(second_id, 0, 0, &["o"]);
+    let follows = producer_batch(second_id, 0, 1, &["p"]);
+    let mixed = client.produce(topic_id, 0, concat(&[&resent, &follows]));
+    assert_eq!((mixed.error_code, mixed.base_offset), (ErrorCode::None, 7));
+    let with_gap = concat(&[
+        &producer_batch(second_id, 0, 2, &["q"]),
+        &producer_batch(second_id, 0, 4, &["r"]),
+    ]);
+    let refused = client.produce(topic_id, 0, with_gap);
+    assert_eq!(refused.error_code, ErrorCode::OutOfOrderSequence);
+    assert_eq!(
+        stored_values(&mut client, topic_id, 0),
+        ["a", "b", "c", "d", "e", "f", "plain", "o", "p"]
+    );
+
     let unknown = init_producer_id(&mut client, 1 << 40, 0);
     assert_eq!(unknown.error_code, ErrorCode::UnknownProducerId);
     let metrics = broker.metrics();
-    assert_eq!(metrics.expect_sum(DUPLICATES), 3.0);
-    assert_eq!(metrics.expect_sum(SEQUENCE_ERRORS), 3.0);
+    assert_eq!(metrics.expect_sum(DUPLICATES), 4.0);
+    assert_eq!(metrics.expect_sum(SEQUENCE_ERRORS), 4.0);
     assert_eq!(metrics.expect_sum(FENCED), 1.0);
     assert_eq!(metrics.expect_sum("weir_producers_remembered"), 2.0);
 }
