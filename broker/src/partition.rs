@@ -480,6 +480,47 @@ mod tests {
     }
 
     #[test]
+    fn a_producer_is_claimed_by_one_append_at_a_time_and_others_are_not_blocked() {
+        use futures_lite::FutureExt;
+        use std::rc::Rc;
+        let order = glommio::LocalExecutorBuilder::new(glommio::Placement::Unbound)
+            .spawn(|| async {
+                let producers = Rc::new(Producers::default());
+                let order = Rc::new(RefCell::new(Vec::new()));
+                let first = producers.claim(vec![1, 2]).await;
+                assert!(producers.any_busy());
+                let retry = {
+                    let (producers, order) = (producers.clone(), order.clone());
+                    glommio::spawn_local(async move {
+                        let _claim = producers.claim(vec![1]).await;
+                        order.borrow_mut().push("retry of 1");
+                    })
+                };
+                // Another producer proceeds while 1 and 2 are busy.
+                drop(producers.claim(vec![3]).await);
+                order.borrow_mut().push("producer 3");
+                // However often the retry runs, it cannot pass before the original is done.
+                for _ in 0..10 {
+                    futures_lite::future::yield_now().await;
+                }
+                order.borrow_mut().push("original done");
+                drop(first);
+                let deadline = async {
+                    glommio::timer::sleep(std::time::Duration::from_secs(10)).await;
+                    panic!("the retry never got its claim");
+                };
+                retry.or(deadline).await;
+                assert!(!producers.any_busy());
+                let result = order.borrow().clone();
+                result
+            })
+            .unwrap()
+            .join()
+            .unwrap();
+        assert_eq!(order, ["producer 3", "original done", "retry of 1"]);
+    }
+
+    #[test]
     fn retention_deletes_snapshots_below_the_log_start_but_the_newest() {
         let dir = tempfile::tempdir().unwrap();
         for offset in [0, 10, 20, 30] {
