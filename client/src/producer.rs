@@ -16,20 +16,22 @@
 //! Idempotence ([`ProducerConfig::idempotence`], on by default, like Kafka's
 //! `enable.idempotence=true`): before its first batch the producer gets a producer id and epoch
 //! (InitProducerId), and when a batch is first sent it is stamped with them and with its
-//! partition's next sequence number. A retry resends the identical bytes, so after a lost
-//! response or connection the broker recognises the batch and answers with its original offset
-//! instead of storing it twice: every record is written exactly once, in send order. If the
-//! broker answers `out_of_order_sequence` or `unknown_producer_id` (it lost or never had the
-//! producer's state, or an earlier batch of the partition failed for good), the producer bumps
-//! its epoch (which restarts every partition's sequences at 0) and fails the affected batch's
-//! records with that error rather than reorder anything; later records go on under the new
-//! epoch. `invalid_producer_epoch` means another producer instance with the same id fenced this
-//! one: it is fatal, every later send fails with it. Kafka requires `acks=all` for idempotence;
-//! Weir has one copy of each partition, so [`Acks::Leader`] is that; with [`Acks::None`] no
-//! answer comes back and the producer is not idempotent. A broker that does not know
-//! InitProducerId answers `unknown_api_key`, which fails every send: set
-//! `idempotence = false` for it. Without idempotence, a retry after a
-//! lost response can write a batch twice; it never writes batches out of order.
+//! partition's next sequence number. A retry resends the identical bytes, so after a lost response
+//! or connection the broker recognises the batch and answers with its original offset instead of
+//! storing it twice: every record is written exactly once, in send order. When a batch fails for
+//! good, its partition's sequences are kept consistent with the broker: after a refusal that stored
+//! nothing (an error code in the produce result, such as `message_too_large`) the next batch reuses
+//! its sequence numbers; after an outcome the producer cannot know (a timeout, a lost connection,
+//! the delivery timeout) or a sequence refusal (`out_of_order_sequence`, `unknown_producer_id`: the
+//! broker lost or never had the producer's state), the producer bumps its epoch before sending
+//! anything else, which restarts every partition's sequences at 0; the failed batch's records fail
+//! with that error rather than be reordered. `invalid_producer_epoch` means another producer
+//! instance with the same id fenced this one: it is fatal, every later send fails with it. Kafka
+//! requires `acks=all` for idempotence; Weir has one copy of each partition, so [`Acks::Leader`] is
+//! that; with [`Acks::None`] no answer comes back and the producer is not idempotent. A broker that
+//! does not know InitProducerId answers `unknown_api_key`, which fails every send: turn
+//! `idempotence` off for it. Without idempotence, a retry after a lost response can write a batch twice; it
+//! never writes batches out of order.
 //!
 //! Memory: every accepted record holds its size in the buffer (`buffer_bytes_max`) until its
 //! batch is acknowledged or failed; when the buffer is full, `send` waits (at most
@@ -242,6 +244,44 @@ struct Idempotence {
     next_sequence: HashMap<TopicPartition, i32>,
     /// Set when the broker fenced this producer: every later send fails with it.
     fenced: Option<Error>,
+    /// Set when a batch failed in a way that leaves its partition's sequence unknown to the
+    /// producer (it may or may not be stored) or refused by the broker: the next round bumps
+    /// the epoch before stamping anything, so later batches start cleanly at sequence 0.
+    bump_needed: bool,
+}
+
+impl Idempotence {
+    /// Adjusts the sequences after `batch` failed for good with `error`.
+    fn batch_failed(&mut self, batch: &ReadyBatch, stamp: ProducerStamp, error: &ProduceError) {
+        if self.identity != Some((stamp.producer_id, stamp.epoch)) {
+            // An epoch bump already restarted every sequence.
+            return;
+        }
+        let code = match error {
+            ProduceError::Request(Error::Broker { code, .. }) => Some(*code),
+            _ => None,
+        };
+        match code {
+            Some(ErrorCode::InvalidProducerEpoch) => {}
+            // The broker refused the batch because of its sequence: the partition's state on
+            // the broker and here disagree.
+            Some(ErrorCode::OutOfOrderSequence | ErrorCode::UnknownProducerId) => {
+                self.bump_needed = true
+            }
+            // Any other code in a produce result means nothing of the entry was stored (the
+            // producer sends one batch per partition per request): its sequences are free again.
+            Some(code) if code != ErrorCode::RequestTimedOut => {
+                let records = i32::try_from(batch.records_count).unwrap_or(i32::MAX);
+                let after = increment_sequence(stamp.base_sequence, records);
+                let next = self.next_sequence.get_mut(&batch.topic_partition);
+                if let Some(next) = next.filter(|next| **next == after) {
+                    *next = stamp.base_sequence;
+                }
+            }
+            // A timeout, a lost connection, a delivery timeout: the batch may be stored or not.
+            _ => self.bump_needed = true,
+        }
+    }
 }
 
 impl ProducerShared {
@@ -253,6 +293,10 @@ impl ProducerShared {
 
     /// Resolves a batch for good and frees its partition and its buffer bytes.
     fn complete(&self, batch: ReadyBatch, outcome: BatchOutcome) {
+        if let (Some(stamp), BatchOutcome::Failed(error)) = (batch.producer, &outcome) {
+            // Before the partition is freed, so its next batch is stamped after the adjustment.
+            self.idempotence().batch_failed(&batch, stamp, error);
+        }
         self.accumulator().batch_finished(batch.topic_partition);
         self.buffer.release(batch.reserved_bytes);
         let _ = batch.completion.send(outcome);
@@ -611,14 +655,15 @@ fn dispatch(shared: &Arc<ProducerShared>, ready: &mut Vec<ReadyBatch>, requests:
     }
 }
 
-/// Gets a producer id and epoch from the broker if the producer has none; fails with the fencing
-/// error once the producer was fenced.
+/// Gets a producer id and epoch from the broker if the producer has none, or bumps its epoch if
+/// a failed batch asked for it; fails with the fencing error once the producer was fenced.
 async fn ensure_identity(shared: &ProducerShared) -> Result<(), Error> {
     let settled = |shared: &ProducerShared| {
         let state = shared.idempotence();
         match &state.fenced {
             Some(fenced) => Some(Err(fenced.clone())),
-            None => state.identity.map(|_| Ok(())),
+            None if state.identity.is_some() && !state.bump_needed => Some(Ok(())),
+            None => None,
         }
     };
     if let Some(settled) = settled(shared) {
@@ -628,11 +673,34 @@ async fn ensure_identity(shared: &ProducerShared) -> Result<(), Error> {
     if let Some(settled) = settled(shared) {
         return settled;
     }
-    let (producer_id, epoch) = init_producer_id(shared, InitProducerIdRequest::default()).await?;
+    let current = shared.idempotence().identity;
+    let request = match current {
+        // KIP-360: the same id at the next epoch; every partition restarts at sequence 0.
+        Some((producer_id, epoch)) => InitProducerIdRequest {
+            producer_id,
+            producer_epoch: epoch,
+        },
+        None => InitProducerIdRequest::default(),
+    };
+    let assigned = match init_producer_id(shared, request).await {
+        Ok(assigned) => assigned,
+        // The broker cannot bump this id (for example it was issued by a broker whose state
+        // was lost): start over with a new id.
+        Err(error) if current.is_some() && !error.is_retriable() => {
+            tracing::debug!(%error, "epoch bump refused; asking for a new producer id");
+            init_producer_id(shared, InitProducerIdRequest::default()).await?
+        }
+        Err(error) => return Err(error),
+    };
     let mut state = shared.idempotence();
-    state.identity = Some((producer_id, epoch));
+    state.identity = Some(assigned);
     state.next_sequence.clear();
-    tracing::debug!(producer_id, epoch, "idempotent producer id assigned");
+    state.bump_needed = false;
+    tracing::debug!(
+        producer_id = assigned.0,
+        epoch = assigned.1,
+        "idempotent producer id and epoch assigned"
+    );
     Ok(())
 }
 
@@ -651,10 +719,10 @@ async fn init_producer_id(
 }
 
 /// Stamps a batch's first send with the producer's identity and its partition's next sequence;
-/// false if the producer has no identity right now.
+/// false if the producer has no usable identity right now (the next round gets one).
 fn stamp(shared: &ProducerShared, batch: &mut ReadyBatch) -> bool {
     let mut state = shared.idempotence();
-    let Some((producer_id, epoch)) = state.identity else {
+    let Some((producer_id, epoch)) = state.identity.filter(|_| !state.bump_needed) else {
         return false;
     };
     let next = state
@@ -687,33 +755,6 @@ pub(crate) fn increment_sequence(sequence: i32, increment: i32) -> i32 {
         increment - (i32::MAX - sequence) - 1
     } else {
         sequence + increment
-    }
-}
-
-/// After the broker refused `failed`'s sequence: moves the producer to its next epoch (every
-/// partition's sequences restart at 0), unless another batch already did. If the bump fails,
-/// the producer drops its identity and asks for a new id before the next batch.
-async fn bump_epoch(shared: &ProducerShared, failed: ProducerStamp) {
-    let _guard = shared.identity_lock.lock().await;
-    if shared.idempotence().identity != Some((failed.producer_id, failed.epoch)) {
-        return;
-    }
-    let request = InitProducerIdRequest {
-        producer_id: failed.producer_id,
-        producer_epoch: failed.epoch,
-    };
-    let bumped = init_producer_id(shared, request).await;
-    let mut state = shared.idempotence();
-    state.next_sequence.clear();
-    match bumped {
-        Ok((producer_id, epoch)) => {
-            tracing::debug!(producer_id, epoch, "idempotent producer epoch bumped");
-            state.identity = Some((producer_id, epoch));
-        }
-        Err(error) => {
-            tracing::debug!(%error, "epoch bump failed; the producer will ask for a new id");
-            state.identity = None;
-        }
     }
 }
 
@@ -806,7 +847,6 @@ async fn settle(
         .collect();
     let mut retriable = Vec::new();
     let mut last_error = None;
-    let mut sequence_failures = Vec::new();
     for batch in batches {
         let Some(result) = results.remove(&batch.topic_partition) else {
             let error = Error::Protocol {
@@ -832,18 +872,9 @@ async fn settle(
             code: result.error_code,
             message: result.error_message,
         };
-        match (result.error_code, batch.producer) {
-            (ErrorCode::OutOfOrderSequence | ErrorCode::UnknownProducerId, Some(stamp)) => {
-                // Completed only after the bump, so the partition's next batch cannot be sent
-                // with a sequence the broker would refuse too.
-                sequence_failures.push((batch, stamp, error));
-                continue;
-            }
-            (ErrorCode::InvalidProducerEpoch, Some(_)) => {
-                tracing::warn!(%error, "the idempotent producer was fenced; it fails every send from now on");
-                shared.idempotence().fenced.get_or_insert(error.clone());
-            }
-            _ => {}
+        if result.error_code == ErrorCode::InvalidProducerEpoch && batch.producer.is_some() {
+            tracing::warn!(%error, "the idempotent producer was fenced; it fails every send from now on");
+            shared.idempotence().fenced.get_or_insert(error.clone());
         }
         if error.is_retriable() {
             retriable.push(batch);
@@ -851,10 +882,6 @@ async fn settle(
         } else {
             shared.complete(batch, BatchOutcome::Failed(error.into()));
         }
-    }
-    for (batch, stamp, error) in sequence_failures {
-        bump_epoch(&shared, stamp).await;
-        shared.complete(batch, BatchOutcome::Failed(error.into()));
     }
     if let Some(error) = last_error {
         retry_or_fail(shared, retriable, error).await;
@@ -925,5 +952,97 @@ pub(crate) fn suggests_stale_metadata(error: &Error) -> bool {
             ErrorCode::NotOwner | ErrorCode::UnknownTopic | ErrorCode::UnknownPartition
         ),
         _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const PARTITION: TopicPartition = TopicPartition {
+        topic_id: 7,
+        partition: 1,
+    };
+
+    fn stamped_batch(base_sequence: i32, records_count: u32, epoch: i16) -> ReadyBatch {
+        ReadyBatch {
+            topic_partition: PARTITION,
+            records: Bytes::new(),
+            records_count,
+            reserved_bytes: 0,
+            created: Instant::now(),
+            retry: None,
+            completion: watch::channel(BatchOutcome::Pending).0,
+            producer: Some(ProducerStamp {
+                producer_id: 1,
+                epoch,
+                base_sequence,
+            }),
+        }
+    }
+
+    /// The state after batch `3..=4` of producer 1 epoch 2 was stamped.
+    fn state() -> Idempotence {
+        Idempotence {
+            identity: Some((1, 2)),
+            next_sequence: [(PARTITION, 5)].into_iter().collect(),
+            ..Idempotence::default()
+        }
+    }
+
+    fn broker(code: ErrorCode) -> ProduceError {
+        Error::Broker {
+            code,
+            message: String::new(),
+        }
+        .into()
+    }
+
+    #[test]
+    fn a_failed_batch_frees_its_sequences_or_asks_for_an_epoch_bump() {
+        let lost = Error::ConnectionLost {
+            address: "a".into(),
+            reason: "reset".into(),
+        };
+        let timeout = ProduceError::DeliveryTimeout {
+            delivery_timeout_ms: 1,
+            last_error: None,
+        };
+        // (error, next sequence afterwards, bump needed)
+        let cases = [
+            (broker(ErrorCode::MessageTooLarge), 3, false),
+            (broker(ErrorCode::InvalidBatch), 3, false),
+            (broker(ErrorCode::RequestTimedOut), 5, true),
+            (broker(ErrorCode::OutOfOrderSequence), 5, true),
+            (broker(ErrorCode::UnknownProducerId), 5, true),
+            (broker(ErrorCode::InvalidProducerEpoch), 5, false),
+            (lost.into(), 5, true),
+            (timeout, 5, true),
+        ];
+        for (error, next, bump) in cases {
+            let mut idempotence = state();
+            let batch = stamped_batch(3, 2, 2);
+            let stamp = batch.producer.expect("stamped");
+            idempotence.batch_failed(&batch, stamp, &error);
+            assert_eq!(idempotence.next_sequence[&PARTITION], next, "{error}");
+            assert_eq!(idempotence.bump_needed, bump, "{error}");
+        }
+        // A batch of an older epoch changes nothing: a bump already reset the sequences.
+        let mut idempotence = state();
+        let old = stamped_batch(3, 2, 1);
+        idempotence.batch_failed(&old, old.producer.expect("stamped"), &timeout_error());
+        assert_eq!(idempotence.next_sequence[&PARTITION], 5);
+        assert!(!idempotence.bump_needed);
+    }
+
+    fn timeout_error() -> ProduceError {
+        broker(ErrorCode::RequestTimedOut)
+    }
+
+    #[test]
+    fn sequences_wrap_at_i32_max() {
+        assert_eq!(increment_sequence(0, 3), 3);
+        assert_eq!(increment_sequence(i32::MAX, 1), 0);
+        assert_eq!(increment_sequence(i32::MAX - 1, 3), 1);
     }
 }

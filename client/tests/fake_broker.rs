@@ -448,7 +448,8 @@ fn producer_fields(broker: &FakeBroker, partition: u32) -> Vec<(i64, i16, i32)> 
 }
 
 #[tokio::test]
-async fn an_idempotent_producer_numbers_batches_bumps_its_epoch_on_a_gap_and_stops_when_fenced() {
+async fn an_idempotent_producer_numbers_batches_reuses_refused_sequences_bumps_on_a_gap_and_stops_when_fenced(
+) {
     let broker = FakeBroker::start().await;
     let cluster = within(Cluster::connect(client_config(&broker.address)))
         .await
@@ -486,17 +487,31 @@ async fn an_idempotent_producer_numbers_batches_bumps_its_epoch_on_a_gap_and_sto
         "batches carry the id, epoch 0 and consecutive sequences"
     );
 
-    // A sequence refusal fails that record, bumps the epoch and restarts sequences at 0.
+    // A refusal that stored nothing frees the batch's sequences for the next batch.
+    broker
+        .state()
+        .produce_errors
+        .push_back(ErrorCode::MessageTooLarge);
+    within(send("refused"))
+        .await
+        .expect_err("message_too_large");
+    within(send("d")).await.expect("delivered");
+    assert_eq!(producer_fields(&broker, partition).last(), Some(&(1, 0, 3)));
+    assert_eq!(broker.state().init_producer_id_requests.len(), 1, "no bump");
+
+    // A sequence refusal fails that record; the epoch is bumped before the next batch, which
+    // starts again at sequence 0.
     broker
         .state()
         .produce_errors
         .push_back(ErrorCode::OutOfOrderSequence);
-    match within(send("refused")).await {
+    match within(send("out of order")).await {
         Err(ProduceError::Request(Error::Broker { code, .. })) => {
             assert_eq!(code, ErrorCode::OutOfOrderSequence)
         }
         other => panic!("expected out_of_order_sequence, got {other:?}"),
     }
+    within(send("e")).await.expect("delivered after the bump");
     assert_eq!(
         broker.state().init_producer_id_requests.last(),
         Some(&InitProducerIdRequest {
@@ -505,7 +520,6 @@ async fn an_idempotent_producer_numbers_batches_bumps_its_epoch_on_a_gap_and_sto
         }),
         "the bump names the current id and epoch"
     );
-    within(send("d")).await.expect("delivered after the bump");
     assert_eq!(producer_fields(&broker, partition).last(), Some(&(1, 1, 0)));
 
     // Fenced: fatal, later sends fail without reaching the broker.
@@ -526,7 +540,7 @@ async fn an_idempotent_producer_numbers_batches_bumps_its_epoch_on_a_gap_and_sto
         requests,
         "nothing more was sent"
     );
-    assert_eq!(producer_fields(&broker, partition).len(), 4);
+    assert_eq!(producer_fields(&broker, partition).len(), 5);
 }
 
 #[tokio::test]
