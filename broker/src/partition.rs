@@ -21,7 +21,7 @@ use std::sync::Arc;
 use std::task::Poll;
 
 use weir_proto::batch::{BatchHeader, BatchLimits};
-use weir_storage::{FlushPolicy, LogConfig, PartitionLog, ReadError};
+use weir_storage::{FlushPolicy, LogConfig, PartitionLog};
 
 use crate::catalog::{TopicEntry, TopicId};
 use crate::config::{Config, FlushSetting, TopicConfig};
@@ -266,19 +266,30 @@ pub async fn write_snapshot(dir: &Path, offset: i64, bytes: Vec<u8>) -> std::io:
 
 /// Rebuilds the producer table of an opened log: the newest valid snapshot, then the headers of
 /// the batches after it (or of the whole log without one). Returns the table, the snapshot
-/// offset used (if any) and the problems met with snapshots.
+/// offset used (if any) and the problems met. A log that cannot be read to its end (a damaged
+/// sealed segment) leaves the table as far as it got: producers it lacks are accepted at any
+/// sequence, so the partition stays available and only a retry across the damage can be stored
+/// twice.
 pub async fn rebuild_producers(
     log: &PartitionLog,
     config: ProducerTableConfig,
     read_bytes_max: u32,
-) -> Result<(ProducerTable, Option<i64>, Vec<String>), ReadError> {
-    let (loaded, problems) = newest_valid_snapshot(log.dir(), log.log_end_offset(), config);
+) -> (ProducerTable, Option<i64>, Vec<String>) {
+    let (loaded, mut problems) = newest_valid_snapshot(log.dir(), log.log_end_offset(), config);
     let snapshot_offset = loaded.as_ref().map(|(_, offset)| *offset);
     let (mut table, mut offset) = loaded.unwrap_or_else(|| (ProducerTable::new(config), 0));
     offset = offset.max(log.log_start_offset());
     let end = log.log_end_offset();
     while offset < end {
-        let read = log.read(offset, read_bytes_max).await?;
+        let read = match log.read(offset, read_bytes_max).await {
+            Ok(read) => read,
+            Err(error) => {
+                problems.push(format!(
+                    "the log cannot be read from offset {offset}: {error}"
+                ));
+                break;
+            }
+        };
         let before = offset;
         for batch in &read.batches {
             let Some(header) = BatchHeader::view(batch) else {
@@ -298,7 +309,7 @@ pub async fn rebuild_producers(
             break;
         }
     }
-    Ok((table, snapshot_offset, problems))
+    (table, snapshot_offset, problems)
 }
 
 /// The directory of one topic.

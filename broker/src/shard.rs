@@ -306,21 +306,9 @@ impl Shard {
                 Ok(log) => {
                     // Clients cannot produce to internal topics: no producer state to keep.
                     let producers = if topic.is_internal() {
-                        Ok(Producers::default())
+                        Producers::default()
                     } else {
                         self.open_producers(&topic.name, key.1, &log).await
-                    };
-                    let producers = match producers {
-                        Ok(producers) => producers,
-                        Err(reason) => {
-                            failures.push(PartitionFailure {
-                                topic_id: key.0,
-                                topic_name: topic.name.clone(),
-                                partition: key.1,
-                                reason,
-                            });
-                            continue;
-                        }
                     };
                     let opened = Rc::new(Partition {
                         topic: Arc::clone(topic),
@@ -391,22 +379,16 @@ impl Shard {
 
     /// Rebuilds an opened log's producer state from its newest valid snapshot and the batch
     /// headers after it.
-    async fn open_producers(
-        &self,
-        topic: &str,
-        index: u32,
-        log: &PartitionLog,
-    ) -> Result<Producers, String> {
+    async fn open_producers(&self, topic: &str, index: u32, log: &PartitionLog) -> Producers {
         let started = Instant::now();
         let (table, snapshot, problems) = partition::rebuild_producers(
             log,
             self.producer_table_config(),
             self.config.fetch_response_bytes_max,
         )
-        .await
-        .map_err(|error| format!("cannot rebuild the producer state: {error}"))?;
+        .await;
         for problem in &problems {
-            warn!(topic, partition = index, %problem, "producer-state snapshot skipped");
+            warn!(topic, partition = index, %problem, "producer state: a snapshot or log range was skipped");
         }
         debug!(
             topic,
@@ -419,7 +401,7 @@ impl Shard {
         // A snapshot at the current active segment already bounds the next open's scan.
         let active = log.active_segment_base_offset();
         let current = snapshot.filter(|offset| *offset >= active).map(|_| active);
-        Ok(Producers::new(table, current))
+        Producers::new(table, current)
     }
 
     /// Writes a producer-state snapshot of `partition` at its log end, unless an idempotent
