@@ -181,6 +181,19 @@ async fn dispatch(
             let failed = !response.error_code.is_none();
             respond(&response, id, failed)
         }
+        Request::JoinGroup(_)
+        | Request::SyncGroup(_)
+        | Request::Heartbeat(_)
+        | Request::LeaveGroup(_)
+        | Request::ListGroups(_)
+        | Request::DescribeGroups(_) => {
+            let response = ErrorResponse::new(
+                header,
+                ErrorCode::UnknownApiKey,
+                "consumer-group apis are not served by this build yet",
+            );
+            (Some(encode_error_response(&response, id)), true)
+        }
     }
 }
 

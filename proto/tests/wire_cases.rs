@@ -267,6 +267,46 @@ fn malformed_cases() -> Vec<MalformedCase> {
             field: "offset_fetch_request.entries",
             kind: |kind| matches!(kind, DecodeErrorKind::CountTooLarge { .. }),
         },
+        MalformedCase {
+            name: "join group with a huge strategy count",
+            api_key: ApiKey::JoinGroup,
+            body: cat(&[
+                &[0, 1],
+                b"g",
+                &[0, 0],
+                &[0, 1],
+                b"c",
+                &[0, 0, 0x17, 0x70],
+                &[0, 0, 0x75, 0x30],
+                &[0, 0, 0, 0],
+                &u32_max,
+                &[0; 6],
+            ]),
+            field: "join_group_request.strategies",
+            kind: |kind| matches!(kind, DecodeErrorKind::CountTooLarge { .. }),
+        },
+        MalformedCase {
+            name: "heartbeat with a truncated generation",
+            api_key: ApiKey::Heartbeat,
+            body: cat(&[&[0, 1], b"g", &[0, 0, 0]]),
+            field: "heartbeat_request.generation",
+            kind: |kind| {
+                matches!(
+                    kind,
+                    DecodeErrorKind::Truncated {
+                        needed_bytes: 4,
+                        remaining_bytes: 3
+                    }
+                )
+            },
+        },
+        MalformedCase {
+            name: "list groups with a body",
+            api_key: ApiKey::ListGroups,
+            body: vec![0],
+            field: "list_groups_request",
+            kind: |kind| matches!(kind, DecodeErrorKind::TrailingBytes { trailing_bytes: 1 }),
+        },
     ]
 }
 
@@ -476,7 +516,7 @@ fn unsupported_version_is_answered_with_a_typed_error() {
 
 #[test]
 fn unknown_api_key_is_answered_with_a_typed_error() {
-    for api_key in [2u16, 24, 32, 999, u16::MAX] {
+    for api_key in [2u16, 24, 39, 999, u16::MAX] {
         let header = RequestHeader::from_raw(api_key, 0, 78, 0);
         let Response::Error(rejection) = answer(header, &[]) else {
             panic!("expected an error response");
@@ -782,13 +822,33 @@ fn error_codes_have_their_documented_numbers_and_retriability() {
             "illegal_generation",
             false,
         ),
-        (ErrorCode::UnknownMember, 32, "unknown_member", false),
+        (ErrorCode::UnknownMemberId, 32, "unknown_member_id", false),
         (
             ErrorCode::RebalanceInProgress,
             33,
             "rebalance_in_progress",
             false,
         ),
+        (
+            ErrorCode::InconsistentGroupProtocol,
+            34,
+            "inconsistent_group_protocol",
+            false,
+        ),
+        (
+            ErrorCode::InvalidSessionTimeout,
+            35,
+            "invalid_session_timeout",
+            false,
+        ),
+        (ErrorCode::GroupIdNotFound, 36, "group_id_not_found", false),
+        (
+            ErrorCode::GroupMaxSizeReached,
+            37,
+            "group_max_size_reached",
+            false,
+        ),
+        (ErrorCode::GroupsMaxReached, 38, "groups_max_reached", false),
         (
             ErrorCode::DuplicateSequence,
             40,
@@ -837,6 +897,12 @@ fn api_keys_have_their_documented_numbers() {
         (ApiKey::InitProducerId, 23),
         (ApiKey::OffsetCommit, 30),
         (ApiKey::OffsetFetch, 31),
+        (ApiKey::JoinGroup, 32),
+        (ApiKey::SyncGroup, 33),
+        (ApiKey::Heartbeat, 34),
+        (ApiKey::LeaveGroup, 35),
+        (ApiKey::ListGroups, 36),
+        (ApiKey::DescribeGroups, 37),
     ];
     assert_eq!(table.len(), ApiKey::ALL.len());
     for (api_key, value) in table {

@@ -173,6 +173,57 @@ fn sample_requests() -> Vec<(&'static str, Request)> {
             }
             .into(),
         ),
+        (
+            "join_group",
+            JoinGroupRequest {
+                group_id: "billing".into(),
+                member_id: String::new(),
+                client_id: "biller".into(),
+                session_timeout_ms: 10_000,
+                rebalance_timeout_ms: 30_000,
+                topics: vec!["events".into()],
+                strategies: vec!["sticky".into(), "range".into()],
+                owned: vec![TopicPartition {
+                    topic_id: 1,
+                    partition: 2,
+                }],
+            }
+            .into(),
+        ),
+        (
+            "sync_group",
+            SyncGroupRequest {
+                group_id: "billing".into(),
+                generation: 3,
+                member_id: "biller-0001".into(),
+            }
+            .into(),
+        ),
+        (
+            "heartbeat",
+            HeartbeatRequest {
+                group_id: "billing".into(),
+                generation: 3,
+                member_id: "biller-0001".into(),
+            }
+            .into(),
+        ),
+        (
+            "leave_group",
+            LeaveGroupRequest {
+                group_id: "billing".into(),
+                member_id: "biller-0001".into(),
+            }
+            .into(),
+        ),
+        ("list_groups", ListGroupsRequest.into()),
+        (
+            "describe_groups",
+            DescribeGroupsRequest {
+                group_ids: vec!["billing".into(), "audit".into()],
+            }
+            .into(),
+        ),
     ]
 }
 
@@ -380,6 +431,92 @@ fn sample_responses() -> Vec<(&'static str, Response)> {
                     error_message: String::new(),
                     offset: 42,
                     metadata: "checkpoint".into(),
+                }],
+            }
+            .into(),
+        ),
+        (
+            "join_group",
+            JoinGroupResponse {
+                error_code: ErrorCode::None,
+                error_message: String::new(),
+                generation: 3,
+                member_id: "biller-0001".into(),
+                leader_id: "biller-0001".into(),
+                strategy: "sticky".into(),
+                members: vec!["biller-0001".into(), "biller-0002".into()],
+            }
+            .into(),
+        ),
+        (
+            "sync_group",
+            SyncGroupResponse {
+                error_code: ErrorCode::None,
+                error_message: String::new(),
+                assignment: vec![TopicPartition {
+                    topic_id: 1,
+                    partition: 2,
+                }],
+            }
+            .into(),
+        ),
+        (
+            "heartbeat",
+            HeartbeatResponse {
+                error_code: ErrorCode::RebalanceInProgress,
+                error_message: "the group is rebalancing".into(),
+            }
+            .into(),
+        ),
+        (
+            "leave_group",
+            LeaveGroupResponse {
+                error_code: ErrorCode::None,
+                error_message: String::new(),
+            }
+            .into(),
+        ),
+        (
+            "list_groups",
+            ListGroupsResponse {
+                groups: vec![GroupListing {
+                    group_id: "billing".into(),
+                    state: "stable".into(),
+                    member_count: 2,
+                    strategy: "sticky".into(),
+                }],
+            }
+            .into(),
+        ),
+        (
+            "describe_groups",
+            DescribeGroupsResponse {
+                groups: vec![GroupDescription {
+                    group_id: "billing".into(),
+                    error_code: ErrorCode::None,
+                    error_message: String::new(),
+                    state: "stable".into(),
+                    generation: 3,
+                    strategy: "sticky".into(),
+                    members: vec![GroupMemberDescription {
+                        member_id: "biller-0001".into(),
+                        client_id: "biller".into(),
+                        client_host: "127.0.0.1:50000".into(),
+                        assignment: vec![TopicPartition {
+                            topic_id: 1,
+                            partition: 2,
+                        }],
+                    }],
+                    partitions: vec![GroupPartitionLag {
+                        topic_id: 1,
+                        partition: 2,
+                        owner_member_id: "biller-0001".into(),
+                        committed_offset: 42,
+                        log_end_offset: 142,
+                        lag_records: 100,
+                        consume_rate_milli: 50_000,
+                        lag_ms: 2_000,
+                    }],
                 }],
             }
             .into(),

@@ -479,6 +479,198 @@ fn offset_fetch_response() -> impl Strategy<Value = OffsetFetchResponse> {
     })
 }
 
+fn topic_partition() -> impl Strategy<Value = TopicPartition> {
+    (any::<u32>(), any::<u32>()).prop_map(|(topic_id, partition)| TopicPartition {
+        topic_id,
+        partition,
+    })
+}
+
+fn join_group_request() -> impl Strategy<Value = JoinGroupRequest> {
+    (
+        (text(12), text(12), text(8), any::<u32>(), any::<u32>()),
+        vec(text(8), 0..4),
+        vec(text(10), 0..4),
+        vec(topic_partition(), 0..5),
+    )
+        .prop_map(
+            |(
+                (group_id, member_id, client_id, session_timeout_ms, rebalance_timeout_ms),
+                topics,
+                strategies,
+                owned,
+            )| JoinGroupRequest {
+                group_id,
+                member_id,
+                client_id,
+                session_timeout_ms,
+                rebalance_timeout_ms,
+                topics,
+                strategies,
+                owned,
+            },
+        )
+}
+
+fn join_group_response() -> impl Strategy<Value = JoinGroupResponse> {
+    (
+        (error_code(), text(12), any::<i32>()),
+        (text(12), text(12), text(10)),
+        vec(text(12), 0..4),
+    )
+        .prop_map(
+            |(
+                (error_code, error_message, generation),
+                (member_id, leader_id, strategy),
+                members,
+            )| {
+                JoinGroupResponse {
+                    error_code,
+                    error_message,
+                    generation,
+                    member_id,
+                    leader_id,
+                    strategy,
+                    members,
+                }
+            },
+        )
+}
+
+fn sync_group_request() -> impl Strategy<Value = SyncGroupRequest> {
+    (text(12), any::<i32>(), text(12)).prop_map(|(group_id, generation, member_id)| {
+        SyncGroupRequest {
+            group_id,
+            generation,
+            member_id,
+        }
+    })
+}
+
+fn sync_group_response() -> impl Strategy<Value = SyncGroupResponse> {
+    (error_code(), text(12), vec(topic_partition(), 0..5)).prop_map(
+        |(error_code, error_message, assignment)| SyncGroupResponse {
+            error_code,
+            error_message,
+            assignment,
+        },
+    )
+}
+
+fn heartbeat_request() -> impl Strategy<Value = HeartbeatRequest> {
+    (text(12), any::<i32>(), text(12)).prop_map(|(group_id, generation, member_id)| {
+        HeartbeatRequest {
+            group_id,
+            generation,
+            member_id,
+        }
+    })
+}
+
+fn heartbeat_response() -> impl Strategy<Value = HeartbeatResponse> {
+    (error_code(), text(12)).prop_map(|(error_code, error_message)| HeartbeatResponse {
+        error_code,
+        error_message,
+    })
+}
+
+fn leave_group_request() -> impl Strategy<Value = LeaveGroupRequest> {
+    (text(12), text(12)).prop_map(|(group_id, member_id)| LeaveGroupRequest {
+        group_id,
+        member_id,
+    })
+}
+
+fn leave_group_response() -> impl Strategy<Value = LeaveGroupResponse> {
+    (error_code(), text(12)).prop_map(|(error_code, error_message)| LeaveGroupResponse {
+        error_code,
+        error_message,
+    })
+}
+
+fn list_groups_response() -> impl Strategy<Value = ListGroupsResponse> {
+    let listing = (text(12), text(20), any::<u32>(), text(10)).prop_map(
+        |(group_id, state, member_count, strategy)| GroupListing {
+            group_id,
+            state,
+            member_count,
+            strategy,
+        },
+    );
+    vec(listing, 0..5).prop_map(|groups| ListGroupsResponse { groups })
+}
+
+fn describe_groups_request() -> impl Strategy<Value = DescribeGroupsRequest> {
+    vec(text(12), 0..5).prop_map(|group_ids| DescribeGroupsRequest { group_ids })
+}
+
+fn describe_groups_response() -> impl Strategy<Value = DescribeGroupsResponse> {
+    let member = (text(12), text(8), text(16), vec(topic_partition(), 0..4)).prop_map(
+        |(member_id, client_id, client_host, assignment)| GroupMemberDescription {
+            member_id,
+            client_id,
+            client_host,
+            assignment,
+        },
+    );
+    let partition = (
+        (any::<u32>(), any::<u32>(), text(12)),
+        (
+            any::<i64>(),
+            any::<i64>(),
+            any::<i64>(),
+            any::<u64>(),
+            any::<i64>(),
+        ),
+    )
+        .prop_map(
+            |(
+                (topic_id, partition, owner_member_id),
+                (committed_offset, log_end_offset, lag_records, consume_rate_milli, lag_ms),
+            )| GroupPartitionLag {
+                topic_id,
+                partition,
+                owner_member_id,
+                committed_offset,
+                log_end_offset,
+                lag_records,
+                consume_rate_milli,
+                lag_ms,
+            },
+        );
+    let group = (
+        (
+            text(12),
+            error_code(),
+            text(12),
+            text(20),
+            any::<i32>(),
+            text(10),
+        ),
+        vec(member, 0..3),
+        vec(partition, 0..4),
+    )
+        .prop_map(
+            |(
+                (group_id, error_code, error_message, state, generation, strategy),
+                members,
+                partitions,
+            )| {
+                GroupDescription {
+                    group_id,
+                    error_code,
+                    error_message,
+                    state,
+                    generation,
+                    strategy,
+                    members,
+                    partitions,
+                }
+            },
+        );
+    vec(group, 0..3).prop_map(|groups| DescribeGroupsResponse { groups })
+}
+
 fn priority() -> impl Strategy<Value = Priority> {
     prop_oneof![
         Just(Priority::Normal),
@@ -635,6 +827,12 @@ fn any_request() -> impl Strategy<Value = Request> {
         offset_commit_request().prop_map(Request::from),
         offset_fetch_request().prop_map(Request::from),
         init_producer_id_request().prop_map(Request::from),
+        join_group_request().prop_map(Request::from),
+        sync_group_request().prop_map(Request::from),
+        heartbeat_request().prop_map(Request::from),
+        leave_group_request().prop_map(Request::from),
+        Just(Request::from(ListGroupsRequest)),
+        describe_groups_request().prop_map(Request::from),
     ]
 }
 
@@ -652,6 +850,12 @@ fn any_response() -> impl Strategy<Value = Response> {
         offset_commit_response().prop_map(Response::from),
         offset_fetch_response().prop_map(Response::from),
         init_producer_id_response().prop_map(Response::from),
+        join_group_response().prop_map(Response::from),
+        sync_group_response().prop_map(Response::from),
+        heartbeat_response().prop_map(Response::from),
+        leave_group_response().prop_map(Response::from),
+        list_groups_response().prop_map(Response::from),
+        describe_groups_response().prop_map(Response::from),
     ]
 }
 
@@ -810,6 +1014,48 @@ proptest! {
     }
 
     #[test]
+    fn join_group_round_trip(request in join_group_request(), response in join_group_response(),
+                             correlation_id in any::<u32>(), priority in priority(), throttle in any::<u32>()) {
+        check_request(request, correlation_id, priority);
+        check_response(response, correlation_id, throttle);
+    }
+
+    #[test]
+    fn sync_group_round_trip(request in sync_group_request(), response in sync_group_response(),
+                             correlation_id in any::<u32>(), priority in priority(), throttle in any::<u32>()) {
+        check_request(request, correlation_id, priority);
+        check_response(response, correlation_id, throttle);
+    }
+
+    #[test]
+    fn heartbeat_round_trip(request in heartbeat_request(), response in heartbeat_response(),
+                            correlation_id in any::<u32>(), priority in priority(), throttle in any::<u32>()) {
+        check_request(request, correlation_id, priority);
+        check_response(response, correlation_id, throttle);
+    }
+
+    #[test]
+    fn leave_group_round_trip(request in leave_group_request(), response in leave_group_response(),
+                              correlation_id in any::<u32>(), priority in priority(), throttle in any::<u32>()) {
+        check_request(request, correlation_id, priority);
+        check_response(response, correlation_id, throttle);
+    }
+
+    #[test]
+    fn list_groups_round_trip(response in list_groups_response(),
+                              correlation_id in any::<u32>(), priority in priority(), throttle in any::<u32>()) {
+        check_request(ListGroupsRequest, correlation_id, priority);
+        check_response(response, correlation_id, throttle);
+    }
+
+    #[test]
+    fn describe_groups_round_trip(request in describe_groups_request(), response in describe_groups_response(),
+                                  correlation_id in any::<u32>(), priority in priority(), throttle in any::<u32>()) {
+        check_request(request, correlation_id, priority);
+        check_response(response, correlation_id, throttle);
+    }
+
+    #[test]
     fn error_response_round_trip(api_key in any::<u16>(), api_version in any::<u16>(),
                                  code in error_code().prop_filter("an error", |code| !code.is_none()),
                                  message in text(40), correlation_id in any::<u32>(), throttle in any::<u32>()) {
@@ -921,6 +1167,12 @@ fn every_api_has_a_round_trip_property() {
         ApiKey::InitProducerId,
         ApiKey::OffsetCommit,
         ApiKey::OffsetFetch,
+        ApiKey::JoinGroup,
+        ApiKey::SyncGroup,
+        ApiKey::Heartbeat,
+        ApiKey::LeaveGroup,
+        ApiKey::ListGroups,
+        ApiKey::DescribeGroups,
     ];
     assert_eq!(ApiKey::ALL, &covered[..]);
 }

@@ -93,6 +93,14 @@ api_keys! {
         "Hands an idempotent producer a new producer id, or a new epoch of its id.";
     OffsetCommit = 30, "OffsetCommit", versions: 0..=0, "Stores a group's consumed offsets.";
     OffsetFetch = 31, "OffsetFetch", versions: 0..=0, "Reads a group's committed offsets.";
+    JoinGroup = 32, "JoinGroup", versions: 0..=0,
+        "Joins a consumer group; answered when the group's join phase completes.";
+    SyncGroup = 33, "SyncGroup", versions: 0..=0, "A member's assignment for a generation.";
+    Heartbeat = 34, "Heartbeat", versions: 0..=0, "Keeps a member alive; says when to rejoin.";
+    LeaveGroup = 35, "LeaveGroup", versions: 0..=0, "Leaves a consumer group.";
+    ListGroups = 36, "ListGroups", versions: 0..=0, "Lists the consumer groups.";
+    DescribeGroups = 37, "DescribeGroups", versions: 0..=0,
+        "Groups' members, assignments, committed offsets and lag.";
 }
 
 impl std::fmt::Display for ApiKey {

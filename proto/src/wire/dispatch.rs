@@ -20,6 +20,11 @@ use super::control::{ApiVersionsRequest, ApiVersionsResponse, MetadataRequest, M
 use super::error_code::ErrorCode;
 use super::fetch::{FetchRequest, FetchResponse};
 use super::frame::encode_frame;
+use super::group::{
+    DescribeGroupsRequest, DescribeGroupsResponse, HeartbeatRequest, HeartbeatResponse,
+    JoinGroupRequest, JoinGroupResponse, LeaveGroupRequest, LeaveGroupResponse, ListGroupsRequest,
+    ListGroupsResponse, SyncGroupRequest, SyncGroupResponse,
+};
 use super::header::{InvalidFlags, RequestHeader, ResponseHeader};
 use super::message::{RequestMessage, ResponseMessage};
 use super::offsets::{
@@ -340,6 +345,12 @@ dispatch! {
     InitProducerId(InitProducerIdRequest, InitProducerIdResponse),
     OffsetCommit(OffsetCommitRequest, OffsetCommitResponse),
     OffsetFetch(OffsetFetchRequest, OffsetFetchResponse),
+    JoinGroup(JoinGroupRequest, JoinGroupResponse),
+    SyncGroup(SyncGroupRequest, SyncGroupResponse),
+    Heartbeat(HeartbeatRequest, HeartbeatResponse),
+    LeaveGroup(LeaveGroupRequest, LeaveGroupResponse),
+    ListGroups(ListGroupsRequest, ListGroupsResponse),
+    DescribeGroups(DescribeGroupsRequest, DescribeGroupsResponse),
 }
 
 impl Request {

@@ -121,13 +121,23 @@ error_codes! {
     BrokerShuttingDown = 26, "broker_shutting_down", retriable: true,
         "The broker is shutting down and accepts no new work; retry on another connection.";
     UnknownGroup = 30, "unknown_group", retriable: false,
-        "Reserved for consumer groups: no group has this id.";
+        "No group has this id (it has neither members nor committed offsets).";
     IllegalGeneration = 31, "illegal_generation", retriable: false,
-        "Reserved for consumer groups: the generation is not the group's current one.";
-    UnknownMember = 32, "unknown_member", retriable: false,
-        "Reserved for consumer groups: the member id is not in the group.";
+        "The generation is not the group's current one: the member was fenced; rejoin with its id.";
+    UnknownMemberId = 32, "unknown_member_id", retriable: false,
+        "The member id is not in the group (removed after its session timeout); rejoin with an empty id.";
     RebalanceInProgress = 33, "rebalance_in_progress", retriable: false,
-        "Reserved for consumer groups: the group is rebalancing; rejoin.";
+        "The group is rebalancing: revoke the partitions (after committing) and rejoin.";
+    InconsistentGroupProtocol = 34, "inconsistent_group_protocol", retriable: false,
+        "The member shares no assignment strategy with the group (or names none the broker knows).";
+    InvalidSessionTimeout = 35, "invalid_session_timeout", retriable: false,
+        "The session timeout is outside the broker's configured minimum and maximum.";
+    GroupIdNotFound = 36, "group_id_not_found", retriable: false,
+        "DescribeGroups names a group the broker does not know.";
+    GroupMaxSizeReached = 37, "group_max_size_reached", retriable: false,
+        "The group already has the broker's maximum number of members.";
+    GroupsMaxReached = 38, "groups_max_reached", retriable: false,
+        "The coordinating shard already holds its configured maximum number of groups.";
     DuplicateSequence = 40, "duplicate_sequence", retriable: false,
         "Reserved: a retried duplicate batch is answered with success and its original offset instead.";
     OutOfOrderSequence = 41, "out_of_order_sequence", retriable: false,

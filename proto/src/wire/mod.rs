@@ -103,6 +103,7 @@ mod fetch;
 mod frame;
 #[doc(hidden)]
 pub mod fuzz;
+mod group;
 mod header;
 mod message;
 mod offsets;
@@ -132,6 +133,12 @@ pub use fetch::{FetchPartition, FetchPartitionResult, FetchRecords, FetchRequest
 pub use frame::{
     Frame, FrameDecoder, FrameDecoderConfig, FrameError, RequestFrame, RequestFrameDecoder,
     ResponseFrame, ResponseFrameDecoder, FRAME_BYTES_MAX_DEFAULT, LENGTH_PREFIX_BYTES,
+};
+pub use group::{
+    DescribeGroupsRequest, DescribeGroupsResponse, GroupDescription, GroupListing,
+    GroupMemberDescription, GroupPartitionLag, GroupState, HeartbeatRequest, HeartbeatResponse,
+    JoinGroupRequest, JoinGroupResponse, LeaveGroupRequest, LeaveGroupResponse, ListGroupsRequest,
+    ListGroupsResponse, SyncGroupRequest, SyncGroupResponse, TopicPartition, GROUP_STRATEGIES,
 };
 pub use header::{
     FrameHeader, InvalidFlags, RequestHeader, ResponseHeader, REQUEST_FLAGS_RESERVED_MASK,
