@@ -1,4 +1,5 @@
-//! Topic administration: create, delete, list and describe topics.
+//! Topic administration (create, delete, list and describe topics) and consumer-group
+//! inspection (list groups, describe a group's members, committed offsets and lag).
 //!
 //! [`Admin`] sends control requests to the bootstrap address (any shard serves them) and turns
 //! each response's error code into a typed [`Error`]. It refreshes the cluster's metadata after
@@ -10,8 +11,9 @@
 use std::sync::Arc;
 
 use weir_proto::wire::{
-    CreateTopicRequest, DeleteTopicRequest, DescribeTopicRequest, ErrorCode, FlushPolicy, Limit,
-    ListTopicsRequest, TopicConfig, TopicConfigOverrides, TopicId,
+    CreateTopicRequest, DeleteTopicRequest, DescribeGroupsRequest, DescribeTopicRequest, ErrorCode,
+    FlushPolicy, Limit, ListGroupsRequest, ListTopicsRequest, TopicConfig, TopicConfigOverrides,
+    TopicId, OFFSET_NONE,
 };
 
 use crate::cluster::{ClientConfig, Cluster};
@@ -161,7 +163,72 @@ pub struct TopicDescription {
     pub partitions: Vec<PartitionDescription>,
 }
 
-/// Creates, deletes, lists and describes topics.
+/// A consumer group in a listing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupListing {
+    /// The group's id.
+    pub group_id: String,
+    /// `empty`, `preparing_rebalance`, `completing_rebalance` or `stable`.
+    pub state: String,
+    /// How many members the group has.
+    pub member_count: u32,
+    /// The assignment strategy of the current generation (empty without members).
+    pub strategy: String,
+}
+
+/// One member of a described group.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupMember {
+    /// The id the coordinator gave the member.
+    pub member_id: String,
+    /// The client id the member declared.
+    pub client_id: String,
+    /// The address the member connected from.
+    pub client_host: String,
+    /// The member's partitions in the current generation, as `(topic, partition)`.
+    pub assignment: Vec<(String, u32)>,
+}
+
+/// One partition of a described group: its owner, committed offset and lag.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GroupPartitionLag {
+    /// The topic's name (`id N` if the topic is no longer in the metadata).
+    pub topic: String,
+    /// The partition.
+    pub partition: u32,
+    /// The member that owns it in the current generation, if one does.
+    pub owner_member_id: Option<String>,
+    /// The group's committed offset, if it committed one.
+    pub committed_offset: Option<i64>,
+    /// The partition's log end offset.
+    pub log_end_offset: i64,
+    /// Records between the committed offset (or the log start) and the log end.
+    pub lag_records: i64,
+    /// The group's recent consume rate on the partition, records per second (from its commits).
+    pub consume_rate_per_second: f64,
+    /// How long the lag takes to consume at that rate, in milliseconds; `None` when the rate is
+    /// unknown or zero and there is lag.
+    pub lag_ms: Option<i64>,
+}
+
+/// A consumer group: its state, members and, per partition, committed offset and lag.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GroupDescription {
+    /// The group's id.
+    pub group_id: String,
+    /// `empty`, `preparing_rebalance`, `completing_rebalance` or `stable`.
+    pub state: String,
+    /// The current generation.
+    pub generation: i32,
+    /// The assignment strategy of the current generation.
+    pub strategy: String,
+    /// The members, in the coordinator's order.
+    pub members: Vec<GroupMember>,
+    /// The partitions the group committed for or assigned, by topic and partition.
+    pub partitions: Vec<GroupPartitionLag>,
+}
+
+/// Creates, deletes, lists and describes topics; lists and describes consumer groups.
 ///
 /// ```no_run
 /// use weir_client::{Admin, ClientConfig, TopicSettings};
@@ -263,6 +330,111 @@ impl Admin {
                         .then(|| format!("{}: {}", partition.error_code, partition.error_message)),
                 })
                 .collect(),
+        })
+    }
+
+    /// Lists every consumer group the broker knows (with members or only committed offsets),
+    /// by group id.
+    pub async fn list_groups(&self) -> Result<Vec<GroupListing>, Error> {
+        let response = self.cluster.control_request(&ListGroupsRequest).await?;
+        let mut groups: Vec<GroupListing> = response
+            .groups
+            .into_iter()
+            .map(|group| GroupListing {
+                group_id: group.group_id,
+                state: group.state,
+                member_count: group.member_count,
+                strategy: group.strategy,
+            })
+            .collect();
+        groups.sort_by(|left, right| left.group_id.cmp(&right.group_id));
+        Ok(groups)
+    }
+
+    /// Describes consumer group `group_id`: members with their assignments and, per partition,
+    /// the owner, committed offset, log end and lag. Fails with [`Error::Broker`]
+    /// (`group_id_not_found`) for a group the broker does not know.
+    pub async fn describe_group(&self, group_id: &str) -> Result<GroupDescription, Error> {
+        let request = DescribeGroupsRequest {
+            group_ids: vec![group_id.to_string()],
+        };
+        let response = self.cluster.control_request(&request).await?;
+        let group = response
+            .groups
+            .into_iter()
+            .find(|group| group.group_id == group_id)
+            .ok_or_else(|| Error::Protocol {
+                address: self.cluster.config().bootstrap.clone(),
+                reason: format!("the DescribeGroups response has no entry for \"{group_id}\""),
+            })?;
+        if !group.error_code.is_none() {
+            return Err(Error::Broker {
+                code: group.error_code,
+                message: group.error_message,
+            });
+        }
+        let mut snapshot = self.cluster.metadata();
+        let known = |snapshot: &crate::cluster::MetadataSnapshot, topic_id| {
+            snapshot.topic_by_id(topic_id).is_some()
+        };
+        let all_known = group
+            .partitions
+            .iter()
+            .map(|partition| partition.topic_id)
+            .chain(
+                group
+                    .members
+                    .iter()
+                    .flat_map(|member| member.assignment.iter().map(|entry| entry.topic_id)),
+            )
+            .all(|topic_id| known(&snapshot, topic_id));
+        if !all_known {
+            snapshot = self.cluster.refresh_metadata().await?;
+        }
+        let name = |topic_id: TopicId| match snapshot.topic_by_id(topic_id) {
+            Some(topic) => topic.name.clone(),
+            None => format!("id {topic_id}"),
+        };
+        let members = group
+            .members
+            .into_iter()
+            .map(|member| GroupMember {
+                member_id: member.member_id,
+                client_id: member.client_id,
+                client_host: member.client_host,
+                assignment: member
+                    .assignment
+                    .iter()
+                    .map(|entry| (name(entry.topic_id), entry.partition))
+                    .collect(),
+            })
+            .collect();
+        let mut partitions: Vec<GroupPartitionLag> = group
+            .partitions
+            .into_iter()
+            .map(|partition| GroupPartitionLag {
+                topic: name(partition.topic_id),
+                partition: partition.partition,
+                owner_member_id: (!partition.owner_member_id.is_empty())
+                    .then_some(partition.owner_member_id),
+                committed_offset: (partition.committed_offset != OFFSET_NONE)
+                    .then_some(partition.committed_offset),
+                log_end_offset: partition.log_end_offset,
+                lag_records: partition.lag_records,
+                consume_rate_per_second: partition.consume_rate_milli as f64 / 1000.0,
+                lag_ms: (partition.lag_ms >= 0).then_some(partition.lag_ms),
+            })
+            .collect();
+        partitions.sort_by(|left, right| {
+            (left.topic.as_str(), left.partition).cmp(&(right.topic.as_str(), right.partition))
+        });
+        Ok(GroupDescription {
+            group_id: group.group_id,
+            state: group.state,
+            generation: group.generation,
+            strategy: group.strategy,
+            members,
+            partitions,
         })
     }
 

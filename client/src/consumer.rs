@@ -1,7 +1,8 @@
 //! The consumer: fetches assigned partitions from their owning shards and tracks positions.
 //!
-//! A [`Consumer`] holds a manual assignment (consumer groups with rebalancing come later) and,
-//! per assigned partition, the position: the offset of the next record to hand out. [`Consumer::poll`]
+//! A [`Consumer`] holds an assignment, either manual ([`Consumer::assign`]) or handed out by a
+//! consumer group it subscribed to ([`Consumer::subscribe`], see [`crate::group`]), and, per
+//! assigned partition, the position: the offset of the next record to hand out. [`Consumer::poll`]
 //! sends one Fetch per owning shard address covering all the partitions that shard owns, with
 //! long polling (`fetch_max_wait_ms`, `fetch_min_bytes`); a fetch not answered when a poll times
 //! out stays in flight and serves the next poll. Invariants:
@@ -13,24 +14,35 @@
 //!   offset it was fetched from, so a `seek` during a fetch is never undone by its answer;
 //! - positions move only forward, past the records handed out, except by `seek`.
 //!
-//! Offsets are committed under `group_id` with generation -1 (no group membership yet).
+//! - a subscribed consumer fetches only the partitions of its current generation: before it
+//!   rejoins, it drops every in-flight fetch, commits (with auto-commit) and revokes.
+//!
+//! A manually assigned consumer commits under `group_id` with generation -1 (a simple commit,
+//! which the broker accepts only while the group has no members); a subscribed one commits with
+//! its generation and member id, so a commit from a stale generation is rejected.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use tokio::sync::watch;
 use tokio::task::JoinSet;
 use weir_proto::batch::{records, BatchIter, BatchLimits};
 use weir_proto::wire::{
-    ErrorCode, FetchPartition, FetchPartitionResult, FetchRequest, FetchResponse,
-    ListOffsetsPartition, ListOffsetsRequest, OffsetCommitPartition, OffsetCommitRequest,
-    OffsetFetchPartition, OffsetFetchRequest, OffsetQuery, GENERATION_NONE, OFFSET_NONE,
+    ErrorCode, FetchPartition, FetchPartitionResult, FetchRequest, FetchResponse, JoinGroupRequest,
+    LeaveGroupRequest, ListOffsetsPartition, ListOffsetsRequest, OffsetCommitPartition,
+    OffsetCommitRequest, OffsetFetchPartition, OffsetFetchRequest, OffsetQuery, SyncGroupRequest,
+    GENERATION_NONE, OFFSET_NONE,
 };
 
 use crate::accumulator::TopicPartition;
 use crate::cluster::{ClientConfig, Cluster};
 use crate::error::Error;
+use crate::group::{
+    heartbeat_signal, join_action, spawn_heartbeat, AbortOnDrop, GroupSettings, GroupSignal,
+    HeartbeatTarget, JoinAction, NoRebalanceListener, RebalanceListener, JOIN_ATTEMPTS_MAX,
+};
 use crate::producer::suggests_stale_metadata;
 use crate::retry::Retriable;
 
@@ -63,8 +75,11 @@ pub struct ConsumerConfig {
     pub partition_fetch_bytes_max: u32,
     /// Where to start without a position or a committed offset.
     pub offset_reset: OffsetReset,
-    /// How long to wait before fetching again from a shard whose fetch failed.
+    /// How long to wait before fetching again from a shard whose fetch failed (and before a
+    /// subscribed consumer joins again after a group error).
     pub retry_backoff_ms: u64,
+    /// How a subscribed consumer takes part in its group (see [`Consumer::subscribe`]).
+    pub group: GroupSettings,
 }
 
 impl Default for ConsumerConfig {
@@ -77,6 +92,7 @@ impl Default for ConsumerConfig {
             partition_fetch_bytes_max: 1024 * 1024,
             offset_reset: OffsetReset::Earliest,
             retry_backoff_ms: 100,
+            group: GroupSettings::default(),
         }
     }
 }
@@ -120,6 +136,62 @@ struct Assigned {
     topic: Arc<str>,
     /// The next offset to hand out, once known.
     position: Option<i64>,
+    /// The partition's high watermark in the latest fetch answer, once one arrived.
+    log_end: Option<i64>,
+}
+
+/// One assigned partition's lag, as [`Consumer::lag`] reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PartitionLag {
+    /// The topic's name.
+    pub topic: Arc<str>,
+    /// The partition.
+    pub partition: u32,
+    /// The offset of the next record the consumer hands out, once known.
+    pub position: Option<i64>,
+    /// The end of the readable log: from the latest fetch answer, else asked with ListOffsets.
+    pub log_end: i64,
+    /// `log_end - position` (at least 0), or `None` while the position is unknown.
+    pub lag_records: Option<i64>,
+}
+
+/// A subscribed consumer's group membership.
+struct Membership {
+    group_id: String,
+    topics: Vec<String>,
+    /// Empty until the coordinator assigned one.
+    member_id: String,
+    /// [`GENERATION_NONE`] while not a member of a formed generation.
+    generation: i32,
+    listener: Box<dyn RebalanceListener>,
+    /// What the current generation's heartbeat task reported.
+    signal: watch::Receiver<GroupSignal>,
+    /// A membership change a commit answer reported (the heartbeat may not have seen it yet).
+    forced: GroupSignal,
+    heartbeat: Option<AbortOnDrop>,
+    last_auto_commit: Instant,
+    /// The partitions of the member's last generation, sent with the next JoinGroup so the
+    /// sticky strategy can keep them.
+    owned_before: Vec<weir_proto::wire::TopicPartition>,
+}
+
+impl Membership {
+    fn needs(&self) -> GroupSignal {
+        let reported = *self.signal.borrow();
+        match (reported, self.forced) {
+            (GroupSignal::Fenced, _) | (_, GroupSignal::Fenced) => GroupSignal::Fenced,
+            (GroupSignal::Rejoin, _) | (_, GroupSignal::Rejoin) => GroupSignal::Rejoin,
+            _ => GroupSignal::Stable,
+        }
+    }
+}
+
+/// A group's identity on the commits of a subscribed consumer.
+#[derive(Debug, Clone)]
+struct CommitIdentity {
+    group_id: String,
+    generation: i32,
+    member_id: String,
 }
 
 /// What one in-flight fetch asked for and what came back.
@@ -165,6 +237,7 @@ pub struct Consumer {
     /// Shards whose last fetch failed are not fetched from again before this instant.
     backoff_until: HashMap<String, Instant>,
     batch_limits: BatchLimits,
+    membership: Option<Membership>,
 }
 
 impl std::fmt::Debug for Consumer {
@@ -193,6 +266,7 @@ impl Consumer {
             fetching: HashSet::new(),
             backoff_until: HashMap::new(),
             batch_limits,
+            membership: None,
         }
     }
 
@@ -215,6 +289,7 @@ impl Consumer {
     /// starts it at the group's committed offset, else per `offset_reset`). Partitions already
     /// assigned keep their position.
     pub async fn assign(&mut self, topic: &str, partitions: &[u32]) -> Result<(), Error> {
+        self.check_not_subscribed()?;
         let info = self.cluster.topic(topic).await?;
         let name: Arc<str> = Arc::from(topic);
         for &partition in partitions {
@@ -234,6 +309,7 @@ impl Consumer {
             self.assignment.entry(key).or_insert_with(|| Assigned {
                 topic: name.clone(),
                 position: None,
+                log_end: None,
             });
         }
         Ok(())
@@ -246,9 +322,140 @@ impl Consumer {
         self.assign(topic, &partitions).await
     }
 
-    /// Removes every partition from the assignment.
+    /// Removes every partition from the assignment (of a manually assigned consumer; a
+    /// subscribed one gives partitions up through its group).
     pub fn unassign_all(&mut self) {
-        self.assignment.clear();
+        if self.membership.is_none() {
+            self.assignment.clear();
+        }
+    }
+
+    /// Subscribes to `topics` as a member of consumer group `group_id`, with no rebalance
+    /// listener; see [`Consumer::subscribe_with_listener`].
+    pub async fn subscribe(&mut self, group_id: &str, topics: &[&str]) -> Result<(), Error> {
+        self.subscribe_with_listener(group_id, topics, NoRebalanceListener)
+            .await
+    }
+
+    /// Subscribes to `topics` as a member of consumer group `group_id`. The group's coordinator
+    /// divides the topics' partitions among the members (per `config.group`); the next
+    /// [`Consumer::poll`] joins the group and consumes this member's share, each partition from
+    /// the group's committed offset (else per `offset_reset`). When the group rebalances (a
+    /// member joins, leaves or times out), a poll commits the positions (with auto-commit),
+    /// calls `listener.on_partitions_revoked`, rejoins and calls
+    /// `listener.on_partitions_assigned`. [`Consumer::close`] leaves the group, so the others
+    /// take over at once.
+    ///
+    /// Fails with [`Error::InvalidArgument`] for an empty group id or topic list, settings out
+    /// of bounds, or a consumer that is already assigned or subscribed, and with
+    /// [`Error::UnknownTopic`] for a topic the broker does not know.
+    pub async fn subscribe_with_listener(
+        &mut self,
+        group_id: &str,
+        topics: &[&str],
+        listener: impl RebalanceListener + 'static,
+    ) -> Result<(), Error> {
+        if group_id.is_empty() {
+            return Err(Error::InvalidArgument("the group id is empty".to_string()));
+        }
+        if topics.is_empty() {
+            return Err(Error::InvalidArgument(
+                "subscribe needs at least one topic".to_string(),
+            ));
+        }
+        self.check_not_subscribed()?;
+        if !self.assignment.is_empty() {
+            return Err(Error::InvalidArgument(
+                "the consumer has a manual assignment; a consumer either assigns or subscribes"
+                    .to_string(),
+            ));
+        }
+        self.config
+            .group
+            .validate(self.cluster.config().connection.request_timeout_ms)?;
+        let mut names: Vec<String> = Vec::with_capacity(topics.len());
+        for &topic in topics {
+            self.cluster.topic(topic).await?;
+            if !names.iter().any(|name| name == topic) {
+                names.push(topic.to_string());
+            }
+        }
+        self.config.group_id = Some(group_id.to_string());
+        let (_, signal) = watch::channel(GroupSignal::Stable);
+        self.membership = Some(Membership {
+            group_id: group_id.to_string(),
+            topics: names,
+            member_id: String::new(),
+            generation: GENERATION_NONE,
+            listener: Box::new(listener),
+            signal,
+            forced: GroupSignal::Stable,
+            heartbeat: None,
+            last_auto_commit: Instant::now(),
+            owned_before: Vec::new(),
+        });
+        Ok(())
+    }
+
+    /// Returns the member id the group's coordinator gave this consumer, once it joined.
+    pub fn member_id(&self) -> Option<&str> {
+        self.membership
+            .as_ref()
+            .map(|membership| membership.member_id.as_str())
+            .filter(|member_id| !member_id.is_empty())
+    }
+
+    /// Returns the generation of the group this consumer consumes for, once it joined.
+    pub fn generation(&self) -> Option<i32> {
+        self.membership
+            .as_ref()
+            .map(|membership| membership.generation)
+            .filter(|&generation| generation != GENERATION_NONE)
+    }
+
+    /// Commits (with auto-commit), revokes the partitions and leaves the group, so the other
+    /// members rebalance at once instead of after the session timeout. A manually assigned
+    /// consumer only drops its fetches. Returns the commit's error, if it failed, after leaving.
+    pub async fn close(mut self) -> Result<(), Error> {
+        let committed = self.give_up_partitions().await;
+        let left = self.leave_group().await;
+        committed.and(left)
+    }
+
+    /// Returns, per assigned partition, the log end and how far the position is behind it.
+    /// The log end comes from the latest fetch answer; partitions not fetched yet are asked
+    /// with ListOffsets.
+    pub async fn lag(&self) -> Result<Vec<PartitionLag>, Error> {
+        let unknown: Vec<TopicPartition> = self
+            .assignment
+            .iter()
+            .filter(|(_, assigned)| assigned.log_end.is_none())
+            .map(|(key, _)| *key)
+            .collect();
+        let listed = if unknown.is_empty() {
+            HashMap::new()
+        } else {
+            list_offsets(&self.cluster, &unknown, OffsetQuery::Latest).await?
+        };
+        Ok(self
+            .assignment
+            .iter()
+            .map(|(key, assigned)| {
+                let log_end = assigned
+                    .log_end
+                    .or_else(|| listed.get(key).copied())
+                    .unwrap_or(0);
+                PartitionLag {
+                    topic: assigned.topic.clone(),
+                    partition: key.partition,
+                    position: assigned.position,
+                    log_end,
+                    lag_records: assigned
+                        .position
+                        .map(|position| (log_end - position).max(0)),
+                }
+            })
+            .collect())
     }
 
     /// Returns the assigned partitions as `(topic, partition)`.
@@ -303,8 +510,13 @@ impl Consumer {
 
     /// Fetches records from the assigned partitions, waiting up to `timeout` for some to arrive.
     /// Returns an empty list when none did. Positions advance past the records returned.
+    ///
+    /// A subscribed consumer also does its group work here: it joins (or rejoins after a
+    /// rebalance, revoking first) and auto-commits when the interval has passed; a rebalance
+    /// reported while the poll waits is handled in the same poll.
     pub async fn poll(&mut self, timeout: Duration) -> Result<Vec<ConsumedRecord>, Error> {
         let deadline = Instant::now() + timeout;
+        self.maintain_membership().await?;
         self.resolve_positions().await?;
         loop {
             self.start_fetches(deadline);
@@ -313,9 +525,14 @@ impl Consumer {
                 Some(backoff) if backoff < deadline => backoff,
                 _ => deadline,
             };
+            let signal = self
+                .membership
+                .as_mut()
+                .map(|membership| &mut membership.signal);
             let outcome = tokio::select! {
                 joined = self.fetches.join_next(), if !self.fetches.is_empty() => joined,
                 _ = tokio::time::sleep_until(wake_at.into()) => None,
+                _ = signal_changed(signal) => None,
             };
             if let Some(joined) = outcome {
                 let outcome = joined.map_err(|error| Error::Protocol {
@@ -330,6 +547,7 @@ impl Consumer {
             if Instant::now() >= deadline {
                 return Ok(Vec::new());
             }
+            self.maintain_membership().await?;
             self.resolve_positions().await?;
         }
     }
@@ -337,16 +555,14 @@ impl Consumer {
     /// Commits the position of every assigned partition that has one, under the configured
     /// group.
     pub async fn commit(&mut self) -> Result<(), Error> {
-        let offsets: Vec<(TopicPartition, i64)> = self
-            .assignment
-            .iter()
-            .filter_map(|(key, assigned)| assigned.position.map(|position| (*key, position)))
-            .collect();
+        let offsets = self.positions();
         self.commit_keys(&offsets).await
     }
 
     /// Commits the given offsets (`(topic, partition, next offset to consume)`) under the
-    /// configured group; the partitions need not be assigned.
+    /// configured group; the partitions need not be assigned (a subscribed consumer's commit of
+    /// a partition it does not own is still accepted by the coordinator while its generation is
+    /// current, as in Kafka).
     pub async fn commit_offsets(&mut self, offsets: &[(&str, u32, i64)]) -> Result<(), Error> {
         let mut keys = Vec::with_capacity(offsets.len());
         for &(topic, partition, offset) in offsets {
@@ -410,15 +626,370 @@ impl Consumer {
             })
     }
 
-    async fn commit_keys(&self, offsets: &[(TopicPartition, i64)]) -> Result<(), Error> {
-        let group_id = self.group_id()?;
+    fn check_not_subscribed(&self) -> Result<(), Error> {
+        match &self.membership {
+            Some(membership) => Err(Error::InvalidArgument(format!(
+                "the consumer is subscribed as a member of group \"{}\"; its group assigns its partitions",
+                membership.group_id
+            ))),
+            None => Ok(()),
+        }
+    }
+
+    /// The position of every assigned partition that has one.
+    fn positions(&self) -> Vec<(TopicPartition, i64)> {
+        self.assignment
+            .iter()
+            .filter_map(|(key, assigned)| assigned.position.map(|position| (*key, position)))
+            .collect()
+    }
+
+    fn commit_identity(&self) -> Result<CommitIdentity, Error> {
+        let group_id = self.group_id()?.to_string();
+        Ok(match &self.membership {
+            Some(membership) => CommitIdentity {
+                group_id,
+                generation: membership.generation,
+                member_id: membership.member_id.clone(),
+            },
+            None => CommitIdentity {
+                group_id,
+                generation: GENERATION_NONE,
+                member_id: String::new(),
+            },
+        })
+    }
+
+    async fn commit_keys(&mut self, offsets: &[(TopicPartition, i64)]) -> Result<(), Error> {
+        let identity = self.commit_identity()?;
         if offsets.is_empty() {
             return Ok(());
         }
+        if let Some(membership) = &self.membership {
+            if membership.generation == GENERATION_NONE {
+                return Err(Error::Broker {
+                    code: ErrorCode::RebalanceInProgress,
+                    message: format!(
+                        "the consumer is not in a generation of group \"{}\" yet; poll to join",
+                        identity.group_id
+                    ),
+                });
+            }
+        }
+        let result = commit_with(&self.cluster, identity, offsets).await;
+        if let (Err(Error::Broker { code, .. }), Some(membership)) =
+            (&result, self.membership.as_mut())
+        {
+            if let Some(change) = heartbeat_signal(*code).filter(|s| *s != GroupSignal::Stable) {
+                membership.forced = change;
+            }
+        }
+        result
+    }
+
+    /// Joins or rejoins the group when needed, else auto-commits when due.
+    async fn maintain_membership(&mut self) -> Result<(), Error> {
+        let Some(membership) = self.membership.as_ref() else {
+            return Ok(());
+        };
+        let needs = membership.needs();
+        if membership.generation == GENERATION_NONE || needs != GroupSignal::Stable {
+            return self.rebalance(needs).await;
+        }
+        let settings = &self.config.group;
+        let due = membership.last_auto_commit.elapsed()
+            >= Duration::from_millis(settings.auto_commit_interval_ms);
+        if settings.auto_commit && due {
+            self.auto_commit().await;
+        }
+        Ok(())
+    }
+
+    /// Commits the positions, logging a failure: auto-commit never fails a poll, and what it
+    /// could not commit is consumed again by the partition's next owner.
+    async fn auto_commit(&mut self) {
+        if let Some(membership) = self.membership.as_mut() {
+            membership.last_auto_commit = Instant::now();
+        }
+        let offsets = self.positions();
+        if let Err(error) = self.commit_keys(&offsets).await {
+            tracing::warn!(%error, "auto-commit failed");
+        }
+    }
+
+    /// Commits (with auto-commit) and revokes every assigned partition; stops the heartbeat.
+    async fn give_up_partitions(&mut self) -> Result<(), Error> {
+        let Some(membership) = self.membership.as_mut() else {
+            self.drop_fetches();
+            return Ok(());
+        };
+        membership.heartbeat = None;
+        let joined = membership.generation != GENERATION_NONE;
+        let mut committed = Ok(());
+        if joined && self.config.group.auto_commit {
+            let offsets = self.positions();
+            committed = self.commit_keys(&offsets).await;
+            if let Err(error) = &committed {
+                tracing::warn!(%error, "commit before revoking failed");
+            }
+        }
+        let revoked = self.assignment();
+        self.assignment.clear();
+        self.drop_fetches();
+        if let Some(membership) = self.membership.as_mut() {
+            if !revoked.is_empty() {
+                membership.listener.on_partitions_revoked(&revoked);
+            }
+            membership.generation = GENERATION_NONE;
+        }
+        committed
+    }
+
+    fn drop_fetches(&mut self) {
+        // Dropping the set aborts its tasks; their answers are for partitions given up.
+        self.fetches = JoinSet::new();
+        self.fetching.clear();
+        self.backoff_until.clear();
+    }
+
+    /// Sends LeaveGroup if the consumer is a member; failures are returned (the coordinator
+    /// then drops the member after its session timeout).
+    async fn leave_group(&mut self) -> Result<(), Error> {
+        let Some(membership) = self.membership.as_mut() else {
+            return Ok(());
+        };
+        membership.heartbeat = None;
+        if membership.member_id.is_empty() {
+            return Ok(());
+        }
+        let request = LeaveGroupRequest {
+            group_id: membership.group_id.clone(),
+            member_id: std::mem::take(&mut membership.member_id),
+        };
+        let response = self.cluster.control_request(&request).await?;
+        match response.error_code {
+            ErrorCode::None | ErrorCode::UnknownMemberId => Ok(()),
+            code => Err(Error::Broker {
+                code,
+                message: format!(
+                    "leave group \"{}\": {}",
+                    request.group_id, response.error_message
+                ),
+            }),
+        }
+    }
+
+    /// Revokes what the member holds and runs JoinGroup and SyncGroup until a generation
+    /// forms with this member in it; then consumes its assignment.
+    async fn rebalance(&mut self, needs: GroupSignal) -> Result<(), Error> {
+        if let Err(error) = self.give_up_partitions().await {
+            tracing::debug!(%error, "rejoining after a failed final commit");
+        }
+        let Some(membership) = self.membership.as_mut() else {
+            return Ok(());
+        };
+        if needs == GroupSignal::Fenced {
+            membership.member_id.clear();
+        }
+        membership.forced = GroupSignal::Stable;
+        let mut last_error = None;
+        for attempt in 0..JOIN_ATTEMPTS_MAX {
+            if attempt > 0 {
+                tokio::time::sleep(Duration::from_millis(self.config.retry_backoff_ms)).await;
+            }
+            match self.join_and_sync().await {
+                Ok(true) => return Ok(()),
+                Ok(false) => continue,
+                Err(error) => {
+                    if !error.is_retriable() {
+                        return Err(error);
+                    }
+                    tracing::debug!(%error, attempt, "join failed; retrying");
+                    last_error = Some(error);
+                }
+            }
+        }
+        Err(last_error.unwrap_or_else(|| Error::Broker {
+            code: ErrorCode::RebalanceInProgress,
+            message: format!("no generation formed after {JOIN_ATTEMPTS_MAX} join attempts"),
+        }))
+    }
+
+    /// One JoinGroup + SyncGroup round: `Ok(true)` once the member consumes its new
+    /// assignment, `Ok(false)` when it must join again.
+    async fn join_and_sync(&mut self) -> Result<bool, Error> {
+        let Some(membership) = self.membership.as_mut() else {
+            return Ok(true);
+        };
+        let settings = &self.config.group;
+        let join = JoinGroupRequest {
+            group_id: membership.group_id.clone(),
+            member_id: membership.member_id.clone(),
+            client_id: self.cluster.config().client_id.clone(),
+            session_timeout_ms: settings.session_timeout_ms,
+            rebalance_timeout_ms: settings.rebalance_timeout_ms,
+            topics: membership.topics.clone(),
+            strategies: settings
+                .assignment_strategies
+                .iter()
+                .map(|strategy| strategy.name().to_string())
+                .collect(),
+            owned: std::mem::take(&mut membership.owned_before),
+        };
+        let owned_before = join.owned.clone();
+        let joined = self.cluster.control_request(&join).await?;
+        let membership = self.membership.as_mut().ok_or(Error::Closed)?;
+        membership.owned_before = owned_before;
+        match join_action(joined.error_code) {
+            JoinAction::Proceed => {}
+            JoinAction::Retry => return Ok(false),
+            JoinAction::RetryAsNewMember => {
+                membership.member_id.clear();
+                return Ok(false);
+            }
+            JoinAction::Fail => {
+                return Err(Error::Broker {
+                    code: joined.error_code,
+                    message: format!("join group \"{}\": {}", join.group_id, joined.error_message),
+                })
+            }
+        }
+        membership.member_id = joined.member_id.clone();
+        let sync = SyncGroupRequest {
+            group_id: join.group_id.clone(),
+            generation: joined.generation,
+            member_id: joined.member_id.clone(),
+        };
+        let synced = self.cluster.control_request(&sync).await?;
+        let membership = self.membership.as_mut().ok_or(Error::Closed)?;
+        match join_action(synced.error_code) {
+            JoinAction::Proceed => {}
+            JoinAction::Retry => return Ok(false),
+            JoinAction::RetryAsNewMember => {
+                membership.member_id.clear();
+                return Ok(false);
+            }
+            JoinAction::Fail => {
+                return Err(Error::Broker {
+                    code: synced.error_code,
+                    message: format!("sync group \"{}\": {}", join.group_id, synced.error_message),
+                })
+            }
+        }
+        membership.generation = joined.generation;
+        membership.last_auto_commit = Instant::now();
+        tracing::info!(
+            group = %join.group_id,
+            member = %joined.member_id,
+            generation = joined.generation,
+            strategy = %joined.strategy,
+            partitions = synced.assignment.len(),
+            "joined the group"
+        );
+        let mut snapshot = self.cluster.metadata();
+        for entry in &synced.assignment {
+            if snapshot.topic_by_id(entry.topic_id).is_none() {
+                snapshot = self.cluster.refresh_metadata().await?;
+                break;
+            }
+        }
+        self.assignment.clear();
+        for entry in &synced.assignment {
+            let Some(topic) = snapshot.topic_by_id(entry.topic_id) else {
+                tracing::warn!(
+                    topic_id = entry.topic_id,
+                    "assigned a partition of a topic the metadata does not know; skipping it"
+                );
+                continue;
+            };
+            self.assignment.insert(
+                TopicPartition {
+                    topic_id: entry.topic_id,
+                    partition: entry.partition,
+                },
+                Assigned {
+                    topic: Arc::from(topic.name.as_str()),
+                    position: None,
+                    log_end: None,
+                },
+            );
+        }
+        let assigned = self.assignment();
+        let (sender, receiver) = watch::channel(GroupSignal::Stable);
+        let target = HeartbeatTarget {
+            group_id: join.group_id.clone(),
+            member_id: joined.member_id.clone(),
+            generation: joined.generation,
+            interval: self.config.group.heartbeat_interval(),
+        };
+        let heartbeat = spawn_heartbeat(self.cluster.clone(), target, sender);
+        let membership = self.membership.as_mut().ok_or(Error::Closed)?;
+        membership.owned_before = synced
+            .assignment
+            .iter()
+            .map(|entry| weir_proto::wire::TopicPartition {
+                topic_id: entry.topic_id,
+                partition: entry.partition,
+            })
+            .collect();
+        membership.signal = receiver;
+        membership.heartbeat = Some(heartbeat);
+        membership.listener.on_partitions_assigned(&assigned);
+        Ok(true)
+    }
+}
+
+impl Drop for Consumer {
+    /// A consumer dropped without [`Consumer::close`] still leaves its group, if a tokio runtime
+    /// is there to send LeaveGroup, so the others need not wait out its session timeout.
+    fn drop(&mut self) {
+        let Some(membership) = self.membership.as_mut() else {
+            return;
+        };
+        membership.heartbeat = None;
+        if membership.member_id.is_empty() {
+            return;
+        }
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let request = LeaveGroupRequest {
+            group_id: membership.group_id.clone(),
+            member_id: std::mem::take(&mut membership.member_id),
+        };
+        let cluster = self.cluster.clone();
+        runtime.spawn(async move {
+            if let Err(error) = cluster.control_request(&request).await {
+                tracing::debug!(%error, group = %request.group_id, "leave on drop failed");
+            }
+        });
+    }
+}
+
+/// Waits until the heartbeat task reports a change; never, without a membership or once the
+/// task has ended without one.
+async fn signal_changed(signal: Option<&mut watch::Receiver<GroupSignal>>) {
+    match signal {
+        Some(receiver) => {
+            if receiver.changed().await.is_err() {
+                std::future::pending::<()>().await;
+            }
+        }
+        None => std::future::pending::<()>().await,
+    }
+}
+
+async fn commit_with(
+    cluster: &Cluster,
+    identity: CommitIdentity,
+    offsets: &[(TopicPartition, i64)],
+) -> Result<(), Error> {
+    {
+        let group_id = identity.group_id.as_str();
         let request = OffsetCommitRequest {
             group_id: group_id.to_string(),
-            generation: GENERATION_NONE,
-            member_id: String::new(),
+            generation: identity.generation,
+            member_id: identity.member_id,
             entries: offsets
                 .iter()
                 .map(|(key, offset)| OffsetCommitPartition {
@@ -429,7 +1000,7 @@ impl Consumer {
                 })
                 .collect(),
         };
-        let response = self.cluster.control_request(&request).await?;
+        let response = cluster.control_request(&request).await?;
         match response
             .entries
             .into_iter()
@@ -445,7 +1016,9 @@ impl Consumer {
             None => Ok(()),
         }
     }
+}
 
+impl Consumer {
     async fn list_offset(&self, key: TopicPartition, query: OffsetQuery) -> Result<i64, Error> {
         let offsets = list_offsets(&self.cluster, &[key], query).await?;
         offsets.get(&key).copied().ok_or_else(|| Error::Protocol {
@@ -609,6 +1182,7 @@ impl Consumer {
                 reason,
             })?;
             assigned.position = Some(position);
+            assigned.log_end = Some(entry.high_watermark);
         }
         if let Some(error) = stale_metadata {
             self.back_off(&outcome.address, &error).await;

@@ -57,20 +57,25 @@ pub mod connection;
 pub mod consumer;
 pub mod dead_letter;
 pub mod error;
+pub mod group;
 pub mod hash_ring;
 pub mod partitioner;
 pub mod producer;
 pub mod retry;
 
 pub use accumulator::{Header, TopicPartition};
-pub use admin::{Admin, PartitionDescription, TopicDescription, TopicListing, TopicSettings};
+pub use admin::{
+    Admin, GroupDescription, GroupListing, GroupMember, GroupPartitionLag, PartitionDescription,
+    TopicDescription, TopicListing, TopicSettings,
+};
 pub use cluster::{ClientConfig, Cluster, MetadataSnapshot, TopicInfo};
 pub use connection::{Connection, ConnectionConfig};
-pub use consumer::{ConsumedRecord, Consumer, ConsumerConfig, OffsetReset, SeekTo};
+pub use consumer::{ConsumedRecord, Consumer, ConsumerConfig, OffsetReset, PartitionLag, SeekTo};
 pub use dead_letter::{
     CommitMode, DeadLetterConfig, DeadLetterCounters, DeadLetterError, DeadLetterProcessor,
 };
 pub use error::{Error, ErrorCode, ProduceError};
+pub use group::{AssignmentStrategy, GroupSettings, NoRebalanceListener, RebalanceListener};
 pub use hash_ring::{HashRing, RingError, VIRTUAL_NODES_DEFAULT};
 pub use partitioner::{partition_for_key, Partitioning};
 pub use producer::{Delivery, Producer, ProducerConfig, RecordMetadata};

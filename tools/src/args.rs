@@ -36,6 +36,9 @@ pub enum Command {
     Produce(ProduceArgs),
     /// Consume records from a topic and print them, one per line.
     Consume(ConsumeArgs),
+    /// List consumer groups and describe their members, committed offsets and lag.
+    #[command(subcommand)]
+    Groups(GroupsCommand),
     /// Generate load with producers and consumers and report throughput, latency percentiles
     /// (produce-ack and end-to-end), and the broker's forwarded requests and CPU per record.
     Bench(Box<crate::bench::BenchArgs>),
@@ -61,6 +64,19 @@ pub enum TopicCommand {
     Delete {
         /// The topic's name.
         name: String,
+    },
+}
+
+/// The `weir groups` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum GroupsCommand {
+    /// List the consumer groups: state, member count and assignment strategy.
+    List,
+    /// Show a group's members with their partitions and, per partition, the owner, committed
+    /// offset, log end and lag (records, and seconds at the group's recent consume rate).
+    Describe {
+        /// The group's id.
+        group: String,
     },
 }
 
@@ -182,9 +198,17 @@ pub struct ConsumeArgs {
     /// Exit after printing this many records.
     #[arg(long)]
     pub max: Option<u64>,
-    /// Commit consumed offsets under this group id, and resume from them.
+    /// Join this consumer group: the group's coordinator assigns this process a share of the
+    /// topic's partitions (rebalancing as members come and go), each resumed from the group's
+    /// committed offset; the offsets after the printed records are committed as it goes, and
+    /// the group is left on exit. Not with `--partition`; `--from` may only be `earliest` or
+    /// `latest` (where partitions without a committed offset start).
     #[arg(long)]
     pub group: Option<String>,
+    /// With `--group`: the coordinator gives this member's partitions to the others when it
+    /// has not heard from it for this long (within the broker's session timeout bounds).
+    #[arg(long, value_name = "MS", requires = "group", value_parser = clap::value_parser!(u32).range(1..))]
+    pub session_timeout_ms: Option<u32>,
     /// Exit once no record has arrived for this many milliseconds.
     #[arg(long)]
     pub timeout_ms: Option<u64>,

@@ -3,7 +3,8 @@
 //! Invariants: `produce` holds at most `DELIVERIES_PENDING_MAX` unacknowledged records before it
 //! waits for the oldest, and flushes before it exits; `consume` prints each record once, in
 //! offset order per partition, and with `--group` commits exactly the offsets after the records
-//! it printed.
+//! it printed (as a group member: auto-commit is off, so a rebalance or exit commits nothing the
+//! process did not print), and leaves the group on exit.
 
 use std::collections::BTreeMap;
 use std::collections::VecDeque;
@@ -14,11 +15,13 @@ use anyhow::{anyhow, bail, Context, Result};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use weir_client::{
     Acks, Admin, ClientConfig, Cluster, ConsumedRecord, Consumer, ConsumerConfig, Delivery,
-    FlushPolicy, Producer, ProducerConfig, SeekTo, TopicConfig, TopicSettings,
+    FlushPolicy, GroupDescription, GroupListing, GroupSettings, OffsetReset, Producer,
+    ProducerConfig, SeekTo, TopicConfig, TopicSettings,
 };
 
 use crate::args::{
-    Cli, Command, ConsumeArgs, CreateTopicArgs, FlushArg, FromArg, ProduceArgs, TopicCommand,
+    Cli, Command, ConsumeArgs, CreateTopicArgs, FlushArg, FromArg, GroupsCommand, ProduceArgs,
+    TopicCommand,
 };
 
 /// The most records `weir produce` has sent and not yet seen acknowledged.
@@ -34,6 +37,9 @@ pub async fn run(cli: Cli) -> Result<()> {
         }
         Command::Produce(produce) => run_produce(connect(&cli.broker).await?, produce).await,
         Command::Consume(consume) => run_consume(connect(&cli.broker).await?, consume).await,
+        Command::Groups(command) => {
+            run_groups(Admin::new(connect(&cli.broker).await?), command).await
+        }
         Command::Bench(bench) => {
             crate::bench::run(&cli.broker, *bench, crate::bench::TableOutput::Stdout)
                 .await
@@ -299,35 +305,176 @@ impl Tally {
     }
 }
 
-async fn run_consume(cluster: std::sync::Arc<Cluster>, consume: ConsumeArgs) -> Result<()> {
-    let config = ConsumerConfig {
+async fn run_groups(admin: Admin, command: GroupsCommand) -> Result<()> {
+    let mut stdout = std::io::stdout().lock();
+    match command {
+        GroupsCommand::List => write_group_list(&mut stdout, &admin.list_groups().await?)?,
+        GroupsCommand::Describe { group } => {
+            write_group_description(&mut stdout, &admin.describe_group(&group).await?)?
+        }
+    }
+    Ok(())
+}
+
+/// Writes `weir groups list`: one line per group.
+pub fn write_group_list(out: &mut impl Write, groups: &[GroupListing]) -> std::io::Result<()> {
+    writeln!(
+        out,
+        "{:<40} {:<22} {:>8} {:<10}",
+        "GROUP", "STATE", "MEMBERS", "STRATEGY"
+    )?;
+    for group in groups {
+        writeln!(
+            out,
+            "{:<40} {:<22} {:>8} {:<10}",
+            group.group_id,
+            group.state,
+            group.member_count,
+            if group.strategy.is_empty() {
+                "-"
+            } else {
+                &group.strategy
+            }
+        )?;
+    }
+    Ok(())
+}
+
+/// Writes `weir groups describe`: the group's state, a partition table with owner, committed
+/// offset, log end and lag, and the members with their partitions. `-` marks what is unknown
+/// or absent (no owner, nothing committed, no consume rate yet).
+pub fn write_group_description(
+    out: &mut impl Write,
+    group: &GroupDescription,
+) -> std::io::Result<()> {
+    writeln!(out, "group:      {}", group.group_id)?;
+    writeln!(out, "state:      {}", group.state)?;
+    writeln!(out, "generation: {}", group.generation)?;
+    writeln!(
+        out,
+        "strategy:   {}",
+        if group.strategy.is_empty() {
+            "-"
+        } else {
+            &group.strategy
+        }
+    )?;
+    writeln!(out, "members:    {}", group.members.len())?;
+    writeln!(out)?;
+    writeln!(
+        out,
+        "{:<24} {:>9} {:<36} {:>12} {:>12} {:>12} {:>10}",
+        "TOPIC", "PARTITION", "OWNER", "COMMITTED", "LOG_END", "LAG", "LAG_S"
+    )?;
+    for partition in &group.partitions {
+        let committed = partition
+            .committed_offset
+            .map_or_else(|| "-".to_string(), |offset| offset.to_string());
+        let lag_seconds = match partition.lag_ms {
+            Some(lag_ms) => format!("{:.1}", lag_ms as f64 / 1000.0),
+            None => "-".to_string(),
+        };
+        writeln!(
+            out,
+            "{:<24} {:>9} {:<36} {:>12} {:>12} {:>12} {:>10}",
+            partition.topic,
+            partition.partition,
+            partition.owner_member_id.as_deref().unwrap_or("-"),
+            committed,
+            partition.log_end_offset,
+            partition.lag_records,
+            lag_seconds
+        )?;
+    }
+    if !group.members.is_empty() {
+        writeln!(out)?;
+        writeln!(
+            out,
+            "{:<36} {:<20} {:<22} PARTITIONS",
+            "MEMBER", "CLIENT_ID", "HOST"
+        )?;
+        for member in &group.members {
+            let mut partitions: Vec<String> = member
+                .assignment
+                .iter()
+                .map(|(topic, partition)| format!("{topic}/{partition}"))
+                .collect();
+            partitions.sort();
+            writeln!(
+                out,
+                "{:<36} {:<20} {:<22} {}",
+                member.member_id,
+                if member.client_id.is_empty() {
+                    "-"
+                } else {
+                    &member.client_id
+                },
+                member.client_host,
+                partitions.join(",")
+            )?;
+        }
+    }
+    Ok(())
+}
+
+/// The consumer configuration of `weir consume`: a group member commits only what it printed,
+/// so auto-commit is off.
+fn consumer_config(consume: &ConsumeArgs) -> Result<ConsumerConfig> {
+    let mut config = ConsumerConfig {
         group_id: consume.group.clone(),
         ..ConsumerConfig::default()
     };
-    let mut consumer = Consumer::new(cluster, config);
-    match consume.partition {
-        Some(partition) => consumer.assign(&consume.topic, &[partition]).await?,
-        None => consumer.assign_all(&consume.topic).await?,
+    if consume.group.is_some() {
+        if consume.partition.is_some() {
+            bail!("--partition cannot be combined with --group: the group assigns the partitions");
+        }
+        config.offset_reset = match consume.from {
+            None | Some(FromArg::Earliest) => OffsetReset::Earliest,
+            Some(FromArg::Latest) => OffsetReset::Latest,
+            Some(_) => bail!(
+                "with --group, --from may only be earliest or latest (where partitions without a committed offset start)"
+            ),
+        };
+        config.group = GroupSettings {
+            auto_commit: false,
+            ..GroupSettings::default()
+        };
+        if let Some(session_timeout_ms) = consume.session_timeout_ms {
+            config.group.session_timeout_ms = session_timeout_ms;
+        }
     }
-    let partitions: Vec<u32> = consumer
-        .assignment()
-        .into_iter()
-        .map(|(_, partition)| partition)
-        .collect();
-    if let Some(from) = consume.from {
-        let seek = seek_to(from);
+    Ok(config)
+}
+
+async fn run_consume(cluster: std::sync::Arc<Cluster>, consume: ConsumeArgs) -> Result<()> {
+    let config = consumer_config(&consume)?;
+    let mut consumer = Consumer::new(cluster, config);
+    match (&consume.group, consume.partition) {
+        (Some(group), _) => consumer.subscribe(group, &[&consume.topic]).await?,
+        (None, Some(partition)) => consumer.assign(&consume.topic, &[partition]).await?,
+        (None, None) => consumer.assign_all(&consume.topic).await?,
+    }
+    if consume.group.is_none() {
+        let partitions: Vec<u32> = consumer
+            .assignment()
+            .into_iter()
+            .map(|(_, partition)| partition)
+            .collect();
+        let seek = consume.from.map_or(SeekTo::Earliest, seek_to);
         for &partition in &partitions {
             consumer.seek(&consume.topic, partition, seek).await?;
         }
-    } else if consume.group.is_none() {
-        for &partition in &partitions {
-            consumer
-                .seek(&consume.topic, partition, SeekTo::Earliest)
-                .await?;
-        }
     }
-    // With --group and no --from, positions start at the committed offsets (else earliest).
+    let outcome = consume_loop(&mut consumer, &consume).await;
+    // Leave the group (if a member) whether or not the loop failed, so the others take over
+    // at once; the loop's error is the one reported.
+    let closed = consumer.close().await;
+    outcome?;
+    closed?;
+    Ok(())
+}
 
+async fn consume_loop(consumer: &mut Consumer, consume: &ConsumeArgs) -> Result<()> {
     let separator = consume.key_separator.as_bytes();
     let idle_limit = consume.timeout_ms.map(Duration::from_millis);
     let mut printed: u64 = 0;
@@ -356,7 +503,7 @@ async fn run_consume(cluster: std::sync::Arc<Cluster>, consume: ConsumeArgs) -> 
         for record in &records {
             if consume.max.is_some_and(|max| printed >= max) {
                 stdout.flush()?;
-                commit_printed(&mut consumer, &consume, &next_offsets).await?;
+                commit_printed(consumer, consume, &next_offsets).await?;
                 break 'consume;
             }
             write_record(&mut stdout, record, consume.print_key.then_some(separator))?;
@@ -365,7 +512,15 @@ async fn run_consume(cluster: std::sync::Arc<Cluster>, consume: ConsumeArgs) -> 
         }
         stdout.flush()?;
         if consume.group.is_some() {
-            consumer.commit().await?;
+            if let Err(error) = consumer.commit().await {
+                // A rebalance fenced this generation's commit; the partitions' next owners
+                // start from the last accepted commit, so they print these records again.
+                if is_membership_error(&error) {
+                    eprintln!("warning: commit rejected by a rebalance: {error}");
+                } else {
+                    return Err(error.into());
+                }
+            }
         }
     }
     stdout.flush()?;
@@ -388,6 +543,18 @@ async fn commit_printed(
         .collect();
     consumer.commit_offsets(&offsets).await?;
     Ok(())
+}
+
+fn is_membership_error(error: &weir_client::Error) -> bool {
+    matches!(
+        error,
+        weir_client::Error::Broker {
+            code: weir_client::ErrorCode::RebalanceInProgress
+                | weir_client::ErrorCode::IllegalGeneration
+                | weir_client::ErrorCode::UnknownMemberId,
+            ..
+        }
+    )
 }
 
 /// Maps `--from` to where the consumer seeks.
