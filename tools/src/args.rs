@@ -209,7 +209,8 @@ pub struct ConsumeArgs {
     /// has not heard from it for this long (within the broker's session timeout bounds).
     #[arg(long, value_name = "MS", requires = "group", value_parser = clap::value_parser!(u32).range(1..))]
     pub session_timeout_ms: Option<u32>,
-    /// Exit once no record has arrived for this many milliseconds.
+    /// Exit once no record has arrived for this many milliseconds (with `--group`, counted
+    /// from when the member last got its partitions).
     #[arg(long)]
     pub timeout_ms: Option<u64>,
 }

@@ -479,6 +479,7 @@ async fn consume_loop(consumer: &mut Consumer, consume: &ConsumeArgs) -> Result<
     let idle_limit = consume.timeout_ms.map(Duration::from_millis);
     let mut printed: u64 = 0;
     let mut last_record = Instant::now();
+    let mut generation = consumer.generation();
     let mut stdout = std::io::BufWriter::new(std::io::stdout().lock());
     'consume: loop {
         if consume.max.is_some_and(|max| printed >= max) {
@@ -495,6 +496,13 @@ async fn consume_loop(consumer: &mut Consumer, consume: &ConsumeArgs) -> Result<
             None => Duration::from_millis(POLL_MS_MAX),
         };
         let records = consumer.poll(poll_for).await?;
+        // Joining a group (or rejoining after a rebalance) may take longer than the idle
+        // limit; the idle time counts from when the member got its partitions.
+        let now_generation = consumer.generation();
+        if now_generation != generation {
+            generation = now_generation;
+            last_record = Instant::now();
+        }
         if records.is_empty() {
             continue;
         }
@@ -663,5 +671,105 @@ mod tests {
             describe(&anyhow::Error::new(unknown)),
             "topic \"x\" does not exist"
         );
+    }
+
+    fn consume_args(extra: &[&str]) -> ConsumeArgs {
+        use clap::Parser;
+        let mut args = vec!["weir", "consume", "orders"];
+        args.extend_from_slice(extra);
+        match crate::args::Cli::try_parse_from(args) {
+            Ok(crate::args::Cli {
+                command: Command::Consume(consume),
+                ..
+            }) => consume,
+            other => panic!("expected consume arguments, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_group_member_commits_only_what_it_printed_and_refuses_manual_placement() {
+        let config = consumer_config(&consume_args(&[
+            "--group",
+            "g",
+            "--from",
+            "latest",
+            "--session-timeout-ms",
+            "2000",
+        ]))
+        .unwrap();
+        assert!(!config.group.auto_commit);
+        assert_eq!(config.offset_reset, OffsetReset::Latest);
+        assert_eq!(config.group.session_timeout_ms, 2000);
+        for refused in [
+            &["--group", "g", "--partition", "1"][..],
+            &["--group", "g", "--from", "5"][..],
+        ] {
+            let error = consumer_config(&consume_args(refused)).unwrap_err();
+            assert!(error.to_string().contains("--group"), "{error}");
+        }
+        let plain = consumer_config(&consume_args(&[])).unwrap();
+        assert_eq!(plain.group_id, None);
+    }
+
+    #[test]
+    fn a_group_description_prints_a_partition_table_and_members() {
+        let group = GroupDescription {
+            group_id: "billing".to_string(),
+            state: "stable".to_string(),
+            generation: 3,
+            strategy: "range".to_string(),
+            members: vec![weir_client::GroupMember {
+                member_id: "cli-1".to_string(),
+                client_id: "weir-cli".to_string(),
+                client_host: "127.0.0.1".to_string(),
+                assignment: vec![("orders".to_string(), 1), ("orders".to_string(), 0)],
+            }],
+            partitions: vec![
+                weir_client::GroupPartitionLag {
+                    topic: "orders".to_string(),
+                    partition: 0,
+                    owner_member_id: Some("cli-1".to_string()),
+                    committed_offset: Some(40),
+                    log_end_offset: 100,
+                    lag_records: 60,
+                    consume_rate_per_second: 20.0,
+                    lag_ms: Some(3_000),
+                },
+                weir_client::GroupPartitionLag {
+                    topic: "orders".to_string(),
+                    partition: 1,
+                    owner_member_id: None,
+                    committed_offset: None,
+                    log_end_offset: 7,
+                    lag_records: 7,
+                    consume_rate_per_second: 0.0,
+                    lag_ms: None,
+                },
+            ],
+        };
+        let mut out = Vec::new();
+        write_group_description(&mut out, &group).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        let rows: Vec<Vec<&str>> = text
+            .lines()
+            .skip_while(|line| !line.starts_with("TOPIC"))
+            .skip(1)
+            .take_while(|line| !line.is_empty())
+            .map(|line| line.split_whitespace().collect())
+            .collect();
+        assert_eq!(
+            rows,
+            vec![
+                vec!["orders", "0", "cli-1", "40", "100", "60", "3.0"],
+                vec!["orders", "1", "-", "-", "7", "7", "-"],
+            ],
+            "{text}"
+        );
+        assert!(text.contains("state:      stable"), "{text}");
+        let member = text
+            .lines()
+            .find(|line| line.starts_with("cli-1"))
+            .unwrap_or_else(|| panic!("member line in {text}"));
+        assert!(member.ends_with("orders/0,orders/1"), "{member}");
     }
 }
