@@ -1,5 +1,6 @@
-//! A runnable tour of the client: create a topic, produce keyed records, read them back, and
-//! commit the group's position so a second run resumes after it.
+//! A runnable tour of the client: create a topic, produce keyed records, read them back as a
+//! member of a consumer group, and commit the group's position (on close) so a second run
+//! resumes after it.
 //!
 //! Start a broker (`cargo run --release -p weir-broker`), then:
 //!
@@ -47,13 +48,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     producer.close().await;
 
-    // A consumer in a group starts from the group's committed offsets (earliest the first time).
-    let config = ConsumerConfig {
-        group_id: Some(GROUP.to_string()),
-        ..ConsumerConfig::default()
-    };
-    let mut consumer = Consumer::new(cluster, config);
-    consumer.assign_all(TOPIC).await?;
+    // A group member is given its share of the partitions by the group (here, all of them: it
+    // is the only member) and starts from the group's committed offsets (earliest the first
+    // time).
+    let mut consumer = Consumer::new(cluster, ConsumerConfig::default());
+    consumer.subscribe(GROUP, &[TOPIC]).await?;
     let mut received = 0;
     let deadline = Instant::now() + Duration::from_secs(5);
     while received < RECORDS && Instant::now() < deadline {
@@ -74,7 +73,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             received += 1;
         }
     }
-    consumer.commit().await?;
+    // Closing commits the positions (auto-commit) and leaves the group.
+    consumer.close().await?;
     println!("consumed {received} records; committed the group's position");
     Ok(())
 }

@@ -349,6 +349,35 @@ impl Consumer {
     /// Fails with [`Error::InvalidArgument`] for an empty group id or topic list, settings out
     /// of bounds, or a consumer that is already assigned or subscribed, and with
     /// [`Error::UnknownTopic`] for a topic the broker does not know.
+    ///
+    /// ```no_run
+    /// use std::sync::Arc;
+    /// use std::time::Duration;
+    /// use weir_client::{ClientConfig, Consumer, ConsumerConfig, RebalanceListener};
+    ///
+    /// struct Log;
+    /// impl RebalanceListener for Log {
+    ///     fn on_partitions_assigned(&mut self, partitions: &[(Arc<str>, u32)]) {
+    ///         println!("assigned {partitions:?}");
+    ///     }
+    ///     fn on_partitions_revoked(&mut self, partitions: &[(Arc<str>, u32)]) {
+    ///         println!("revoked {partitions:?}");
+    ///     }
+    /// }
+    ///
+    /// # async fn run() -> Result<(), weir_client::Error> {
+    /// let client = ClientConfig::new("127.0.0.1:9347");
+    /// let mut consumer = Consumer::connect(client, ConsumerConfig::default()).await?;
+    /// consumer.subscribe_with_listener("billing", &["orders"], Log).await?;
+    /// for _ in 0..100 {
+    ///     for record in consumer.poll(Duration::from_secs(1)).await? {
+    ///         println!("{}/{} @{}", record.topic, record.partition, record.offset);
+    ///     }
+    /// }
+    /// consumer.close().await?; // commits and leaves the group
+    /// # Ok(())
+    /// # }
+    /// ```
     pub async fn subscribe_with_listener(
         &mut self,
         group_id: &str,

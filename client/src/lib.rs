@@ -18,6 +18,13 @@
 //! chosen with [`ProducerConfig::partitioning`]) for topics that grow. [`DeadLetterProcessor`]
 //! runs a handler over a consumer's records with bounded retries and a dead-letter topic.
 //!
+//! A [`Consumer`] reads either partitions it assigns itself ([`Consumer::assign`]) or its share
+//! of a consumer group's partitions ([`Consumer::subscribe`]): the broker's group coordinator
+//! divides the subscribed topics among the members (strategies range, round-robin and sticky,
+//! [`GroupSettings`]), heartbeats keep a member in, and a rebalance (a member joins, leaves or
+//! times out) makes every member commit, give its partitions up ([`RebalanceListener`]) and
+//! rejoin. [`Admin::describe_group`] shows a group's members, committed offsets and lag.
+//!
 //! # Quickstart
 //!
 //! `client/examples/quickstart.rs` is the runnable version of this tour (create a topic,
