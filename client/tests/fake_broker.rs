@@ -4,8 +4,10 @@
 //! `PARTITIONS` partitions), Produce (assigning offsets and keeping the batches), Fetch (serving
 //! them back, holding an empty answer for `max_wait_ms` like a long poll), ListOffsets and
 //! CreateTopic (recording the request), InitProducerId (id 1; a bump gives the next epoch; it
-//! checks no sequences). Tests can make it fail produces with a chosen code, hold produce
-//! answers, or drop connections.
+//! checks no sequences), and a one-member group coordinator (JoinGroup, SyncGroup, Heartbeat,
+//! LeaveGroup, OffsetCommit, OffsetFetch) that logs each call in order. Tests can make it fail
+//! produces with a chosen code, hold produce answers, drop connections, or answer heartbeats
+//! with a chosen error code.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -17,16 +19,20 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Notify;
 use weir_client::{
     partition_for_key, Admin, ClientConfig, Cluster, Connection, ConnectionConfig, Consumer,
-    ConsumerConfig, Error, ErrorCode, FlushPolicy, HashRing, Limit, Partitioning, ProduceError,
-    Producer, ProducerConfig, Retriable, SeekTo, TopicSettings, VIRTUAL_NODES_DEFAULT,
+    ConsumerConfig, Error, ErrorCode, FlushPolicy, GroupSettings, HashRing, Limit, Partitioning,
+    ProduceError, Producer, ProducerConfig, RebalanceListener, Retriable, SeekTo, TopicSettings,
+    VIRTUAL_NODES_DEFAULT,
 };
 use weir_proto::batch::{set_base_offset, BatchIter, BatchLimits};
 use weir_proto::wire::{
     ApiVersionsResponse, CreateTopicRequest, CreateTopicResponse, ErrorResponse,
-    FetchPartitionResult, FetchRecords, FetchResponse, FrameDecoderConfig, InitProducerIdRequest,
-    InitProducerIdResponse, ListOffsetsPartitionResult, ListOffsetsResponse, MetadataRequest,
-    MetadataResponse, OffsetQuery, PartitionMetadata, ProducePartitionResult, ProduceResponse,
-    Request, RequestFrameDecoder, ResponseMessage, ShardMetadata, TopicMetadata,
+    FetchPartitionResult, FetchRecords, FetchResponse, FrameDecoderConfig, HeartbeatResponse,
+    InitProducerIdRequest, InitProducerIdResponse, JoinGroupResponse, LeaveGroupResponse,
+    ListOffsetsPartitionResult, ListOffsetsResponse, MetadataRequest, MetadataResponse,
+    OffsetCommitPartitionResult, OffsetCommitResponse, OffsetFetchPartitionResult,
+    OffsetFetchResponse, OffsetQuery, PartitionMetadata, ProducePartitionResult, ProduceResponse,
+    Request, RequestFrameDecoder, ResponseMessage, ShardMetadata, SyncGroupResponse, TopicMetadata,
+    TopicPartition as GroupTopicPartition,
 };
 
 const TOPIC: &str = "events";
@@ -51,6 +57,14 @@ struct FakeState {
     produce_errors: VecDeque<ErrorCode>,
     /// Every InitProducerId received, in order.
     init_producer_id_requests: Vec<InitProducerIdRequest>,
+    /// The coordinator's current generation (0 before the first join).
+    generation: i32,
+    /// What heartbeats are answered with until the next join.
+    heartbeat_answer: ErrorCode,
+    /// Committed offsets per partition.
+    committed: HashMap<u32, i64>,
+    /// Group calls and rebalance callbacks, in the order they happened.
+    log: Arc<Mutex<Vec<String>>>,
 }
 
 struct FakeBroker {
@@ -210,6 +224,114 @@ async fn serve(
                     }
                     .encode_frame(correlation_id, 0, &mut out)
                 }
+                Request::JoinGroup(join) => {
+                    let mut state = state.lock().expect("fake state");
+                    state.generation += 1;
+                    state.heartbeat_answer = ErrorCode::None;
+                    let mut owned: Vec<u32> =
+                        join.owned.iter().map(|entry| entry.partition).collect();
+                    owned.sort_unstable();
+                    push_log(
+                        &state,
+                        format!(
+                            "join member={:?} strategies={:?} topics={:?} owned={owned:?}",
+                            join.member_id, join.strategies, join.topics
+                        ),
+                    );
+                    JoinGroupResponse {
+                        error_code: ErrorCode::None,
+                        error_message: String::new(),
+                        generation: state.generation,
+                        member_id: "member-1".to_string(),
+                        leader_id: "member-1".to_string(),
+                        strategy: join.strategies.first().cloned().unwrap_or_default(),
+                        members: vec!["member-1".to_string()],
+                    }
+                    .encode_frame(correlation_id, 0, &mut out)
+                }
+                Request::SyncGroup(sync) => {
+                    let state = state.lock().expect("fake state");
+                    push_log(&state, format!("sync generation={}", sync.generation));
+                    SyncGroupResponse {
+                        error_code: ErrorCode::None,
+                        error_message: String::new(),
+                        assignment: (0..PARTITIONS)
+                            .map(|partition| GroupTopicPartition {
+                                topic_id: TOPIC_ID,
+                                partition,
+                            })
+                            .collect(),
+                    }
+                    .encode_frame(correlation_id, 0, &mut out)
+                }
+                Request::Heartbeat(_) => {
+                    let state = state.lock().expect("fake state");
+                    HeartbeatResponse {
+                        error_code: state.heartbeat_answer,
+                        error_message: String::new(),
+                    }
+                    .encode_frame(correlation_id, 0, &mut out)
+                }
+                Request::LeaveGroup(leave) => {
+                    let state = state.lock().expect("fake state");
+                    push_log(&state, format!("leave member={:?}", leave.member_id));
+                    LeaveGroupResponse {
+                        error_code: ErrorCode::None,
+                        error_message: String::new(),
+                    }
+                    .encode_frame(correlation_id, 0, &mut out)
+                }
+                Request::OffsetCommit(commit) => {
+                    let mut state = state.lock().expect("fake state");
+                    let total: i64 = commit.entries.iter().map(|entry| entry.offset).sum();
+                    push_log(
+                        &state,
+                        format!(
+                            "commit generation={} member={:?} total={total}",
+                            commit.generation, commit.member_id
+                        ),
+                    );
+                    for entry in &commit.entries {
+                        state.committed.insert(entry.partition, entry.offset);
+                    }
+                    OffsetCommitResponse {
+                        entries: commit
+                            .entries
+                            .iter()
+                            .map(|entry| OffsetCommitPartitionResult {
+                                topic_id: entry.topic_id,
+                                partition: entry.partition,
+                                error_code: ErrorCode::None,
+                                error_message: String::new(),
+                            })
+                            .collect(),
+                    }
+                    .encode_frame(correlation_id, 0, &mut out)
+                }
+                Request::OffsetFetch(fetch) => {
+                    let state = state.lock().expect("fake state");
+                    OffsetFetchResponse {
+                        error_code: ErrorCode::None,
+                        error_message: String::new(),
+                        entries: fetch
+                            .entries
+                            .iter()
+                            .map(|entry| OffsetFetchPartitionResult {
+                                topic_id: entry.topic_id,
+                                partition: entry.partition,
+                                error_code: ErrorCode::None,
+                                error_message: String::new(),
+                                offset: state
+                                    .committed
+                                    .get(&entry.partition)
+                                    .copied()
+                                    .unwrap_or(-1),
+                                metadata: String::new(),
+                            })
+                            .collect(),
+                    }
+                    .encode_frame(correlation_id, 0, &mut out)
+                }
                 _ => ErrorResponse::new(&frame.header, ErrorCode::UnknownApiKey, "not in the fake")
                     .encode_frame(correlation_id, 0, &mut out),
             }
@@ -223,6 +345,10 @@ async fn serve(
             Ok(_) => {}
         }
     }
+}
+
+fn push_log(state: &FakeState, entry: String) {
+    state.log.lock().expect("fake log").push(entry);
 }
 
 fn metadata(address: &str) -> MetadataResponse {
@@ -1067,4 +1193,180 @@ async fn create_topic_sends_only_the_settings_given() {
     assert_eq!(config.retention_ms, None);
     assert_eq!(config.segment_bytes, None);
     assert_eq!(config.segment_ms, Some(Limit::Value(60_000)));
+}
+
+/// Logs rebalance callbacks into the fake broker's log, so their order against the group calls
+/// can be checked.
+struct LoggingListener(Arc<Mutex<Vec<String>>>);
+
+impl RebalanceListener for LoggingListener {
+    fn on_partitions_assigned(&mut self, partitions: &[(Arc<str>, u32)]) {
+        self.0
+            .lock()
+            .expect("fake log")
+            .push(format!("assigned {}", partitions.len()));
+    }
+
+    fn on_partitions_revoked(&mut self, partitions: &[(Arc<str>, u32)]) {
+        self.0
+            .lock()
+            .expect("fake log")
+            .push(format!("revoked {}", partitions.len()));
+    }
+}
+
+#[tokio::test]
+async fn a_subscribed_consumer_commits_revokes_and_rejoins_with_its_partitions_on_a_rebalance() {
+    let broker = FakeBroker::start().await;
+    let log = broker.state().log.clone();
+    let cluster = within(Cluster::connect(client_config(&broker.address)))
+        .await
+        .expect("connect");
+    let producer = Producer::new(cluster.clone(), ProducerConfig::default()).expect("producer");
+    for index in 0..30 {
+        within(producer.send(
+            TOPIC,
+            Some(Bytes::from(format!("k{index}"))),
+            Bytes::from("v"),
+            &[],
+        ))
+        .await
+        .expect("produced");
+    }
+    within(producer.close()).await;
+
+    let config = ConsumerConfig {
+        fetch_max_wait_ms: 50,
+        group: GroupSettings {
+            session_timeout_ms: 400,
+            heartbeat_interval_ms: Some(20),
+            auto_commit_interval_ms: 3_600_000,
+            ..GroupSettings::default()
+        },
+        ..ConsumerConfig::default()
+    };
+    let mut consumer = Consumer::new(cluster, config);
+    within(consumer.subscribe_with_listener("g", &[TOPIC], LoggingListener(log.clone())))
+        .await
+        .expect("subscribe");
+    assert!(
+        log.lock().expect("log").is_empty(),
+        "subscribe joins lazily, on poll"
+    );
+    let mut consumed = 0;
+    within(async {
+        while consumed < 30 {
+            consumed += consumer
+                .poll(Duration::from_millis(100))
+                .await
+                .expect("poll")
+                .len();
+        }
+    })
+    .await;
+    assert_eq!(consumed, 30);
+    assert_eq!(consumer.generation(), Some(1));
+    assert_eq!(consumer.member_id(), Some("member-1"));
+    assert_eq!(consumer.assignment().len(), PARTITIONS as usize);
+    let lag = within(consumer.lag()).await.expect("lag");
+    assert_eq!(
+        lag.iter()
+            .map(|partition| partition.lag_records)
+            .collect::<Vec<_>>(),
+        vec![Some(0); PARTITIONS as usize],
+        "{lag:?}"
+    );
+
+    // The coordinator starts a rebalance: the next heartbeat says so, and a poll commits,
+    // revokes and rejoins, naming the partitions it owned.
+    broker.state().heartbeat_answer = ErrorCode::RebalanceInProgress;
+    within(async {
+        while consumer.generation() != Some(2) {
+            consumer
+                .poll(Duration::from_millis(50))
+                .await
+                .expect("poll");
+        }
+    })
+    .await;
+    within(consumer.close()).await.expect("close");
+
+    let log = log.lock().expect("log").clone();
+    assert_eq!(
+        log,
+        vec![
+            r#"join member="" strategies=["range", "sticky"] topics=["events"] owned=[]"#.to_string(),
+            "sync generation=1".to_string(),
+            "assigned 3".to_string(),
+            r#"commit generation=1 member="member-1" total=30"#.to_string(),
+            "revoked 3".to_string(),
+            r#"join member="member-1" strategies=["range", "sticky"] topics=["events"] owned=[0, 1, 2]"#.to_string(),
+            "sync generation=2".to_string(),
+            "assigned 3".to_string(),
+            r#"commit generation=2 member="member-1" total=30"#.to_string(),
+            "revoked 3".to_string(),
+            r#"leave member="member-1""#.to_string(),
+        ]
+    );
+}
+
+#[tokio::test]
+async fn subscribe_refuses_bad_settings_and_mixing_with_assign() {
+    let broker = FakeBroker::start().await;
+    let cluster = within(Cluster::connect(client_config(&broker.address)))
+        .await
+        .expect("connect");
+    let mut bad = Consumer::new(
+        cluster.clone(),
+        ConsumerConfig {
+            group: GroupSettings {
+                session_timeout_ms: 1_000,
+                heartbeat_interval_ms: Some(1_000),
+                ..GroupSettings::default()
+            },
+            ..ConsumerConfig::default()
+        },
+    );
+    let error = within(bad.subscribe("g", &[TOPIC]))
+        .await
+        .expect_err("bad heartbeat");
+    assert!(
+        error.to_string().contains("heartbeat_interval_ms"),
+        "{error}"
+    );
+
+    let mut unknown = Consumer::new(cluster.clone(), ConsumerConfig::default());
+    let error = within(unknown.subscribe("g", &["missing"]))
+        .await
+        .expect_err("unknown topic");
+    assert!(matches!(error, Error::UnknownTopic { .. }), "{error}");
+
+    let mut assigned = Consumer::new(cluster.clone(), ConsumerConfig::default());
+    within(assigned.assign(TOPIC, &[0])).await.expect("assign");
+    let error = within(assigned.subscribe("g", &[TOPIC]))
+        .await
+        .expect_err("mixed");
+    assert!(matches!(error, Error::InvalidArgument(_)), "{error}");
+
+    let mut subscribed = Consumer::new(cluster, ConsumerConfig::default());
+    within(subscribed.subscribe("g", &[TOPIC]))
+        .await
+        .expect("subscribe");
+    let error = within(subscribed.assign(TOPIC, &[0]))
+        .await
+        .expect_err("mixed");
+    assert!(error.to_string().contains("subscribed"), "{error}");
+    let error = within(subscribed.commit_offsets(&[(TOPIC, 0, 1)]))
+        .await
+        .expect_err("no generation yet");
+    assert!(
+        matches!(
+            error,
+            Error::Broker {
+                code: ErrorCode::RebalanceInProgress,
+                ..
+            }
+        ),
+        "{error}"
+    );
 }
