@@ -13,7 +13,9 @@
 //!   to its partitions; [`partition`]: a partition's log and directory;
 //!   [`producer_state`]: idempotent-producer sequences per partition and their snapshots;
 //!   [`producer_ids`]: the producer-id allocator on shard 0.
-//! - [`catalog`]: the topic catalog and its file; [`offsets`]: committed-offset records;
+//! - [`group`]: the consumer-group coordinator (sans-I/O membership, generations, assignors,
+//!   commit fencing, lag), run by the shard that owns each group's `__offsets` partition.
+//! - [`catalog`]: the topic catalog and its file; [`offsets`]: committed-offset and group records;
 //!   [`metrics`]: counters and Prometheus rendering; [`hash`]: partition and group placement;
 //!   [`notify`] and [`join`]: single-threaded wake-ups and joins.
 //!
@@ -28,6 +30,7 @@ pub mod catalog;
 pub mod config;
 pub mod conn;
 pub mod control;
+pub mod group;
 pub mod handlers;
 pub mod hash;
 pub mod http;

@@ -1,27 +1,44 @@
-//! Committed consumer-group offsets: the record format in the internal `__offsets` topic and the
-//! in-memory table rebuilt from it.
+//! Committed consumer-group offsets and group metadata: the record formats in the internal
+//! `__offsets` topic and the in-memory table rebuilt from them.
 //!
-//! Sans-I/O: [`encode_commit_batch`] turns a commit into one record batch, [`OffsetTable::replay`]
-//! folds a partition's batches into the table. The owning shard appends the batch (the topic is
-//! `flush = always`) and updates the table only after the append returns, so the table never
-//! holds an offset that a crash could lose. On restart the table is rebuilt by replaying the
-//! partition from its start; a later record for the same key replaces an earlier one.
+//! Sans-I/O: [`encode_commit_batch`] turns a commit into one record batch,
+//! [`encode_group_batch`] a group's metadata (written when a generation completes and when the
+//! group empties), [`OffsetTable::replay`] folds a partition's batches into the table. The owning
+//! shard appends the batch (the topic is `flush = always`) and updates the table only after the
+//! append returns, so the table never holds an offset that a crash could lose. On restart the
+//! table is rebuilt by replaying the partition from its start; a later record for the same key
+//! replaces an earlier one.
 //!
-//! Record layout (all integers big-endian):
+//! Every key starts with a `u16` record type; type 0 is the offset commit (whose first field was
+//! called its version before group records existed, so old logs read unchanged), type 1 the group
+//! metadata. Record layouts (all integers big-endian; string = u16 length + UTF-8):
 //!
 //! ```text
-//! key:   version u16 = 0 | group length u16 | group UTF-8 | topic_id u32 | partition u32
-//! value: version u16 = 0 | offset i64 | metadata length u16 | metadata UTF-8 | commit time ms i64
+//! commit key:   type u16 = 0 | group string | topic_id u32 | partition u32
+//! commit value: version u16 = 0 | offset i64 | metadata string | commit time ms i64
+//!
+//! group key:    type u16 = 1 | group string
+//! group value:  version u16 = 0 | generation i32 | strategy string | leader string
+//!               | member count u32 | member*
+//! member:       member_id string | client_id string | client_host string
+//!               | session_timeout_ms u32 | rebalance_timeout_ms u32
+//!               | topic count u32 | topic string* | strategy count u32 | strategy string*
+//!               | assignment count u32 | (topic_id u32 | partition u32)*
 //! ```
+//!
+//! A group value with no members records that the group emptied at that generation.
 
 use std::collections::HashMap;
 
 use weir_proto::batch::{records, BatchBuilder};
+use weir_proto::wire::TopicPartition;
 
 use crate::catalog::TopicId;
 
-/// Format version of keys and values written by this build.
+/// Format version of values written by this build (and the record type of commit keys).
 const RECORD_VERSION: u16 = 0;
+/// Record type of a group-metadata key.
+const RECORD_TYPE_GROUP: u16 = 1;
 /// Longest group id, in bytes.
 pub const GROUP_ID_BYTES_MAX: usize = 255;
 /// Longest commit metadata, in bytes.
@@ -49,6 +66,42 @@ pub struct CommitValue {
     pub metadata: String,
     /// When the broker accepted the commit, in milliseconds since the epoch.
     pub commit_time_ms: i64,
+}
+
+/// A group's durable state: what a restarted coordinator resumes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupMetadata {
+    /// The group's id.
+    pub group: String,
+    /// The generation this record describes.
+    pub generation: i32,
+    /// The generation's strategy (empty when the group is empty).
+    pub strategy: String,
+    /// The leader's member id (empty when the group is empty).
+    pub leader: String,
+    /// The generation's members, oldest first; empty when the group emptied.
+    pub members: Vec<MemberMetadata>,
+}
+
+/// One member of a persisted generation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MemberMetadata {
+    /// The member's id.
+    pub member_id: String,
+    /// The client id it joined with.
+    pub client_id: String,
+    /// The address it joined from.
+    pub client_host: String,
+    /// Its session timeout, in milliseconds.
+    pub session_timeout_ms: u32,
+    /// Its rebalance timeout, in milliseconds.
+    pub rebalance_timeout_ms: u32,
+    /// Its subscribed topic names.
+    pub topics: Vec<String>,
+    /// Its strategies, in preference order.
+    pub strategies: Vec<String>,
+    /// Its partitions in the generation.
+    pub assignment: Vec<TopicPartition>,
 }
 
 /// Why a stored offsets record could not be read (the record is skipped and logged).
@@ -86,6 +139,63 @@ pub fn encode_value(value: &CommitValue) -> Vec<u8> {
     out
 }
 
+fn put_string(out: &mut Vec<u8>, value: &str) {
+    // Callers bound every string to the wire's u16 length (ids, names, hosts), so the cut never
+    // happens for data the broker accepted; it keeps the record decodable if it did.
+    let bytes = &value.as_bytes()[..value.len().min(usize::from(u16::MAX))];
+    out.extend_from_slice(&(bytes.len() as u16).to_be_bytes());
+    out.extend_from_slice(bytes);
+}
+
+fn put_strings(out: &mut Vec<u8>, values: &[String]) {
+    out.extend_from_slice(&(values.len() as u32).to_be_bytes());
+    for value in values {
+        put_string(out, value);
+    }
+}
+
+/// Encodes a group-metadata key.
+pub fn encode_group_key(group: &str) -> Vec<u8> {
+    let mut out = Vec::with_capacity(4 + group.len());
+    out.extend_from_slice(&RECORD_TYPE_GROUP.to_be_bytes());
+    put_string(&mut out, group);
+    out
+}
+
+/// Encodes a group-metadata value.
+pub fn encode_group_value(metadata: &GroupMetadata) -> Vec<u8> {
+    let mut out = Vec::with_capacity(64 + metadata.members.len() * 128);
+    out.extend_from_slice(&RECORD_VERSION.to_be_bytes());
+    out.extend_from_slice(&metadata.generation.to_be_bytes());
+    put_string(&mut out, &metadata.strategy);
+    put_string(&mut out, &metadata.leader);
+    out.extend_from_slice(&(metadata.members.len() as u32).to_be_bytes());
+    for member in &metadata.members {
+        put_string(&mut out, &member.member_id);
+        put_string(&mut out, &member.client_id);
+        put_string(&mut out, &member.client_host);
+        out.extend_from_slice(&member.session_timeout_ms.to_be_bytes());
+        out.extend_from_slice(&member.rebalance_timeout_ms.to_be_bytes());
+        put_strings(&mut out, &member.topics);
+        put_strings(&mut out, &member.strategies);
+        out.extend_from_slice(&(member.assignment.len() as u32).to_be_bytes());
+        for partition in &member.assignment {
+            out.extend_from_slice(&partition.topic_id.to_be_bytes());
+            out.extend_from_slice(&partition.partition.to_be_bytes());
+        }
+    }
+    out
+}
+
+/// One record batch holding a group's metadata, stamped `now_ms`.
+pub fn encode_group_batch(metadata: &GroupMetadata, now_ms: i64) -> Vec<u8> {
+    let mut builder = BatchBuilder::new(now_ms);
+    let key = encode_group_key(&metadata.group);
+    let value = encode_group_value(metadata);
+    builder.push(now_ms, Some(&key), Some(&value), &[]);
+    builder.finish()
+}
+
 struct Cursor<'a> {
     bytes: &'a [u8],
 }
@@ -115,6 +225,29 @@ impl<'a> Cursor<'a> {
         let mut array = [0u8; 8];
         array.copy_from_slice(bytes);
         Ok(i64::from_be_bytes(array))
+    }
+
+    fn i32(&mut self, what: &'static str) -> Result<i32, RecordError> {
+        Ok(self.u32(what)? as i32)
+    }
+
+    /// A `u32` count of elements that take at least `element_bytes_min` bytes each, checked
+    /// against the bytes left so a corrupt count cannot allocate.
+    fn count(
+        &mut self,
+        element_bytes_min: usize,
+        what: &'static str,
+    ) -> Result<usize, RecordError> {
+        let count = self.u32(what)? as usize;
+        if count.saturating_mul(element_bytes_min) > self.bytes.len() {
+            return Err(RecordError::Malformed(what));
+        }
+        Ok(count)
+    }
+
+    fn strings(&mut self, what: &'static str) -> Result<Vec<String>, RecordError> {
+        let count = self.count(2, what)?;
+        (0..count).map(|_| self.string(what)).collect()
     }
 
     fn string(&mut self, what: &'static str) -> Result<String, RecordError> {
@@ -156,6 +289,84 @@ pub fn decode_value(bytes: &[u8]) -> Result<CommitValue, RecordError> {
     })
 }
 
+/// Decodes a group-metadata value for `group`.
+pub fn decode_group_value(group: String, bytes: &[u8]) -> Result<GroupMetadata, RecordError> {
+    let mut cursor = Cursor { bytes };
+    if cursor.u16("group value version")? != RECORD_VERSION {
+        return Err(RecordError::Malformed("unknown group value version"));
+    }
+    let generation = cursor.i32("group generation")?;
+    let strategy = cursor.string("group strategy")?;
+    let leader = cursor.string("group leader")?;
+    let member_count = cursor.count(2 * 3 + 4 * 5, "group member count")?;
+    let mut members = Vec::with_capacity(member_count);
+    for _ in 0..member_count {
+        let member_id = cursor.string("member id")?;
+        let client_id = cursor.string("member client id")?;
+        let client_host = cursor.string("member client host")?;
+        let session_timeout_ms = cursor.u32("member session timeout")?;
+        let rebalance_timeout_ms = cursor.u32("member rebalance timeout")?;
+        let topics = cursor.strings("member topics")?;
+        let strategies = cursor.strings("member strategies")?;
+        let assignment_count = cursor.count(8, "member assignment count")?;
+        let mut assignment = Vec::with_capacity(assignment_count);
+        for _ in 0..assignment_count {
+            assignment.push(TopicPartition {
+                topic_id: cursor.u32("assignment topic_id")?,
+                partition: cursor.u32("assignment partition")?,
+            });
+        }
+        members.push(MemberMetadata {
+            member_id,
+            client_id,
+            client_host,
+            session_timeout_ms,
+            rebalance_timeout_ms,
+            topics,
+            strategies,
+            assignment,
+        });
+    }
+    if !cursor.bytes.is_empty() {
+        return Err(RecordError::Malformed("bytes after the group value"));
+    }
+    Ok(GroupMetadata {
+        group,
+        generation,
+        strategy,
+        leader,
+        members,
+    })
+}
+
+/// What one `__offsets` record holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OffsetsRecord {
+    /// A committed offset.
+    Commit(CommitKey, CommitValue),
+    /// A group's metadata.
+    Group(GroupMetadata),
+}
+
+/// Decodes one `__offsets` record by the type its key starts with.
+pub fn decode_record(key: &[u8], value: &[u8]) -> Result<OffsetsRecord, RecordError> {
+    let mut cursor = Cursor { bytes: key };
+    match cursor.u16("key type")? {
+        RECORD_VERSION => Ok(OffsetsRecord::Commit(
+            decode_key(key)?,
+            decode_value(value)?,
+        )),
+        RECORD_TYPE_GROUP => {
+            let group = cursor.string("group key")?;
+            if !cursor.bytes.is_empty() {
+                return Err(RecordError::Malformed("bytes after the group key"));
+            }
+            Ok(OffsetsRecord::Group(decode_group_value(group, value)?))
+        }
+        _ => Err(RecordError::Malformed("unknown key type")),
+    }
+}
+
 /// One record batch holding every `(key, value)` commit, all stamped `now_ms`.
 pub fn encode_commit_batch(commits: &[(CommitKey, CommitValue)], now_ms: i64) -> Vec<u8> {
     let mut builder = BatchBuilder::new(now_ms);
@@ -171,6 +382,7 @@ pub fn encode_commit_batch(commits: &[(CommitKey, CommitValue)], now_ms: i64) ->
 #[derive(Debug, Default)]
 pub struct OffsetTable {
     entries: HashMap<CommitKey, CommitValue>,
+    groups: HashMap<String, GroupMetadata>,
 }
 
 impl OffsetTable {
@@ -196,6 +408,16 @@ impl OffsetTable {
             .filter(|key| !self.entries.contains_key(**key))
             .count();
         self.entries.len() + new_keys <= ENTRIES_PER_PARTITION_MAX
+    }
+
+    /// Every committed entry, in no particular order.
+    pub fn entries(&self) -> impl Iterator<Item = (&CommitKey, &CommitValue)> {
+        self.entries.iter()
+    }
+
+    /// Takes the latest metadata of every group replayed from the partition.
+    pub fn take_groups(&mut self) -> Vec<GroupMetadata> {
+        self.groups.drain().map(|(_, metadata)| metadata).collect()
     }
 
     /// Records a commit that is durable.
@@ -226,12 +448,16 @@ impl OffsetTable {
                 skipped.push(RecordError::Malformed("null key or value"));
                 continue;
             };
-            match (decode_key(key), decode_value(value)) {
-                (Ok(key), Ok(value)) => {
+            match decode_record(key, value) {
+                Ok(OffsetsRecord::Commit(key, value)) => {
                     self.entries.insert(key, value);
                     applied += 1;
                 }
-                (Err(error), _) | (_, Err(error)) => skipped.push(error),
+                Ok(OffsetsRecord::Group(metadata)) => {
+                    self.groups.insert(metadata.group.clone(), metadata);
+                    applied += 1;
+                }
+                Err(error) => skipped.push(error),
             }
         }
         applied
@@ -308,6 +534,81 @@ mod tests {
         );
         assert_eq!(table.get(&key("a", 1, 1)).map(|v| v.offset), Some(20));
         assert_eq!(table.get(&key("b", 1, 0)), None);
+    }
+
+    fn group(name: &str, generation: i32, members: usize) -> GroupMetadata {
+        GroupMetadata {
+            group: name.to_string(),
+            generation,
+            strategy: if members == 0 {
+                String::new()
+            } else {
+                "sticky".into()
+            },
+            leader: if members == 0 {
+                String::new()
+            } else {
+                "c-0".into()
+            },
+            members: (0..members)
+                .map(|index| MemberMetadata {
+                    member_id: format!("c-{index}"),
+                    client_id: "c".into(),
+                    client_host: "127.0.0.1:4000".into(),
+                    session_timeout_ms: 10_000,
+                    rebalance_timeout_ms: 30_000,
+                    topics: vec!["events".into()],
+                    strategies: vec!["sticky".into(), "range".into()],
+                    assignment: vec![TopicPartition {
+                        topic_id: 3,
+                        partition: index as u32,
+                    }],
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn group_records_round_trip_with_a_typed_key() {
+        let metadata = group("g", 7, 2);
+        assert_eq!(encode_group_key("g"), [0, 1, 0, 1, b'g']);
+        let value = encode_group_value(&metadata);
+        assert_eq!(&value[..6], &[0, 0, 0, 0, 0, 7], "version 0, generation 7");
+        assert_eq!(
+            decode_record(&encode_group_key("g"), &value),
+            Ok(OffsetsRecord::Group(metadata.clone()))
+        );
+        for cut in 0..value.len() {
+            assert!(
+                decode_group_value("g".into(), &value[..cut]).is_err(),
+                "cut at {cut}"
+            );
+        }
+        let mut huge_count = encode_group_value(&group("g", 1, 0));
+        let at = huge_count.len() - 4;
+        huge_count[at..].copy_from_slice(&u32::MAX.to_be_bytes());
+        assert!(decode_group_value("g".into(), &huge_count).is_err());
+        assert!(
+            decode_record(&[0, 2, 0, 0], &value).is_err(),
+            "unknown type"
+        );
+    }
+
+    #[test]
+    fn replay_reads_old_commits_and_keeps_the_latest_group_record() {
+        // A log written before group records existed: commits only, still read.
+        let old = encode_commit_batch(&[(key("g", 1, 0), value(10, ""))], 1);
+        let first = encode_group_batch(&group("g", 1, 3), 2);
+        let commit = encode_commit_batch(&[(key("g", 1, 0), value(12, ""))], 3);
+        let second = encode_group_batch(&group("g", 2, 0), 4);
+        let mut table = OffsetTable::default();
+        let mut skipped = Vec::new();
+        for batch in [&old, &first, &commit, &second] {
+            assert_eq!(table.replay(batch, &mut skipped), 1);
+        }
+        assert!(skipped.is_empty());
+        assert_eq!(table.get(&key("g", 1, 0)).map(|v| v.offset), Some(12));
+        assert_eq!(table.take_groups(), vec![group("g", 2, 0)]);
     }
 
     #[test]
