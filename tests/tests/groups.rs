@@ -18,8 +18,12 @@ use weir_tests::bins::{cli_path, describe_cli_run, run_cli};
 use weir_tests::wait::wait_until;
 use weir_tests::{connect_cluster, runtime, BrokerOptions, BrokerProcess};
 
-/// The session timeout the tests' members use: short, so a killed member is replaced soon.
+/// The session timeout of the members in the test that kills one: short, so the killed member
+/// is replaced soon.
 const SESSION_TIMEOUT_MS: u32 = 2_000;
+/// The session timeout where no member is killed: long enough that a loaded machine never
+/// delays a heartbeat past it (which would fence a member and redeliver its uncommitted records).
+const SESSION_TIMEOUT_LONG_MS: u32 = 10_000;
 /// How long a test waits for a group to settle or for records to arrive.
 const SETTLE_TIMEOUT: Duration = Duration::from_secs(60);
 /// How long one `weir` run may take.
@@ -103,6 +107,7 @@ async fn run_member(
     group: String,
     topic: String,
     member: usize,
+    session_timeout_ms: u32,
     observed: Arc<Observed>,
 ) -> Result<(), weir_client::Error> {
     let cluster = Cluster::connect(ClientConfig {
@@ -110,7 +115,7 @@ async fn run_member(
         ..ClientConfig::new(bootstrap)
     })
     .await?;
-    let mut consumer = Consumer::new(cluster, member_config(SESSION_TIMEOUT_MS));
+    let mut consumer = Consumer::new(cluster, member_config(session_timeout_ms));
     consumer.subscribe(&group, &[&topic]).await?;
     while !observed.stop.load(Ordering::SeqCst) {
         let records = consumer.poll(Duration::from_millis(200)).await?;
@@ -217,6 +222,7 @@ fn three_members_own_four_partitions_each_and_no_record_reaches_two_in_one_gener
                 "billing".to_string(),
                 "orders".to_string(),
                 member,
+                SESSION_TIMEOUT_LONG_MS,
                 observed.clone(),
             ))
         })
@@ -363,6 +369,7 @@ fn a_member_killed_without_leaving_is_replaced_after_its_session_timeout_and_not
                 "billing".to_string(),
                 "orders".to_string(),
                 member,
+                SESSION_TIMEOUT_MS,
                 observed.clone(),
             ))
         })
