@@ -16,6 +16,8 @@ use std::path::{Path, PathBuf};
 use clap::Parser;
 use serde::Deserialize;
 
+use crate::group::GroupLimits;
+
 /// Errors found while reading or checking the configuration.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -175,6 +177,10 @@ pub struct Config {
     pub producers_per_partition_max: u32,
     /// A producer idle for longer than this is forgotten by a partition, in milliseconds.
     pub producer_idle_ms_max: u64,
+    /// Consumer-group limits enforced by the coordinator.
+    pub groups: GroupLimits,
+    /// Most (group, partition) lag series `/metrics` exports.
+    pub group_lag_metrics_partitions_max: u32,
     /// Settings for topics created without explicit ones.
     pub topic_defaults: TopicConfig,
 }
@@ -273,6 +279,26 @@ pub struct Flags {
     /// [default: 86400000, one day].
     #[arg(long, value_name = "MS")]
     pub producer_idle_ms_max: Option<u64>,
+    /// Smallest session timeout a group member may ask for, in milliseconds [default: 6000].
+    #[arg(long, value_name = "MS")]
+    pub group_session_timeout_ms_min: Option<u32>,
+    /// Largest session timeout a group member may ask for, in milliseconds [default: 300000].
+    #[arg(long, value_name = "MS")]
+    pub group_session_timeout_ms_max: Option<u32>,
+    /// Members one consumer group may have; more get group_max_size_reached [default: 1000].
+    #[arg(long, value_name = "COUNT")]
+    pub group_members_max: Option<u32>,
+    /// Consumer groups one shard coordinates; more get groups_max_reached [default: 10000].
+    #[arg(long, value_name = "COUNT")]
+    pub groups_per_shard_max: Option<u32>,
+    /// How long an empty group's first rebalance waits for more members to join, in
+    /// milliseconds (Kafka's group.initial.rebalance.delay.ms); 0 forms it at once [default: 0].
+    #[arg(long, value_name = "MS")]
+    pub group_initial_rebalance_delay_ms: Option<u32>,
+    /// Most (group, partition) lag series /metrics exports; the rest are left out
+    /// [default: 10000].
+    #[arg(long, value_name = "COUNT")]
+    pub group_lag_metrics_partitions_max: Option<u32>,
     /// Partitions of a topic created without a count [default: 1].
     #[arg(long, value_name = "COUNT")]
     pub default_partitions: Option<u32>,
@@ -320,6 +346,12 @@ struct FileSettings {
     shutdown_timeout_ms: Option<u64>,
     producers_per_partition_max: Option<u32>,
     producer_idle_ms_max: Option<u64>,
+    group_session_timeout_ms_min: Option<u32>,
+    group_session_timeout_ms_max: Option<u32>,
+    group_members_max: Option<u32>,
+    groups_per_shard_max: Option<u32>,
+    group_initial_rebalance_delay_ms: Option<u32>,
+    group_lag_metrics_partitions_max: Option<u32>,
     default_partitions: Option<u32>,
     default_flush: Option<FlushSetting>,
     default_retention_bytes_max: Option<u64>,
@@ -414,7 +446,39 @@ impl Config {
         if self.producer_idle_ms_max == 0 {
             return Err(invalid("producer-idle-ms-max", 0, "must be at least 1"));
         }
+        self.validate_groups()?;
         self.validate_topic_defaults()
+    }
+
+    /// Checks the consumer-group limits.
+    fn validate_groups(&self) -> Result<(), ConfigError> {
+        let groups = &self.groups;
+        let invalid = |key: &'static str, value: u32, reason: &str| ConfigError::Invalid {
+            key,
+            value: value.to_string(),
+            reason: reason.to_string(),
+        };
+        if groups.session_timeout_ms_min == 0 {
+            return Err(invalid(
+                "group-session-timeout-ms-min",
+                0,
+                "must be at least 1",
+            ));
+        }
+        if groups.session_timeout_ms_max < groups.session_timeout_ms_min {
+            return Err(invalid(
+                "group-session-timeout-ms-max",
+                groups.session_timeout_ms_max,
+                "must be at least group-session-timeout-ms-min",
+            ));
+        }
+        if groups.members_per_group_max == 0 {
+            return Err(invalid("group-members-max", 0, "must be at least 1"));
+        }
+        if groups.groups_per_shard_max == 0 {
+            return Err(invalid("groups-per-shard-max", 0, "must be at least 1"));
+        }
+        Ok(())
     }
 
     /// The ports of the shards' direct listeners, first to last, or `None` when they are
@@ -655,6 +719,32 @@ fn merge(flags: Flags, file: FileSettings, cpus_available: usize) -> Config {
             .producer_idle_ms_max
             .or(file.producer_idle_ms_max)
             .unwrap_or(crate::producer_state::PRODUCER_IDLE_MS_MAX_DEFAULT),
+        groups: GroupLimits {
+            session_timeout_ms_min: flags
+                .group_session_timeout_ms_min
+                .or(file.group_session_timeout_ms_min)
+                .unwrap_or(6_000),
+            session_timeout_ms_max: flags
+                .group_session_timeout_ms_max
+                .or(file.group_session_timeout_ms_max)
+                .unwrap_or(300_000),
+            members_per_group_max: flags
+                .group_members_max
+                .or(file.group_members_max)
+                .unwrap_or(1_000),
+            groups_per_shard_max: flags
+                .groups_per_shard_max
+                .or(file.groups_per_shard_max)
+                .unwrap_or(10_000),
+            initial_rebalance_delay_ms: flags
+                .group_initial_rebalance_delay_ms
+                .or(file.group_initial_rebalance_delay_ms)
+                .unwrap_or(0),
+        },
+        group_lag_metrics_partitions_max: flags
+            .group_lag_metrics_partitions_max
+            .or(file.group_lag_metrics_partitions_max)
+            .unwrap_or(10_000),
         topic_defaults: TopicConfig {
             partitions: flags
                 .default_partitions
@@ -773,6 +863,49 @@ mod tests {
     }
 
     #[test]
+    fn group_limits_come_from_flags_and_file_with_kafka_like_defaults() {
+        let defaults = Config::resolve(flags(&[]), 1).unwrap();
+        assert_eq!(defaults.groups, GroupLimits::default());
+        assert_eq!(
+            (
+                defaults.groups.session_timeout_ms_min,
+                defaults.groups.session_timeout_ms_max,
+                defaults.groups.members_per_group_max,
+                defaults.groups.initial_rebalance_delay_ms,
+            ),
+            (6_000, 300_000, 1_000, 0)
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("weir.toml");
+        std::fs::write(
+            &path,
+            "group-session-timeout-ms-min = 100\ngroup-members-max = 3\n\
+             groups-per-shard-max = 7\ngroup-initial-rebalance-delay-ms = 250\n\
+             group-lag-metrics-partitions-max = 5\n",
+        )
+        .unwrap();
+        let config = Config::resolve(
+            flags(&[
+                "--config",
+                path.to_str().unwrap(),
+                "--group-session-timeout-ms-max",
+                "1000",
+            ]),
+            1,
+        )
+        .unwrap();
+        let expected = GroupLimits {
+            session_timeout_ms_min: 100,
+            session_timeout_ms_max: 1_000,
+            members_per_group_max: 3,
+            groups_per_shard_max: 7,
+            initial_rebalance_delay_ms: 250,
+        };
+        assert_eq!(config.groups, expected);
+        assert_eq!(config.group_lag_metrics_partitions_max, 5);
+    }
+
+    #[test]
     fn unknown_file_key_is_a_parse_error_naming_the_file() {
         let error = parse_file(Path::new("x.toml"), "frame-bytes = 5\n").unwrap_err();
         let text = error.to_string();
@@ -844,6 +977,16 @@ mod tests {
                 "producers-per-partition-max",
             ),
             (&["--producer-idle-ms-max", "0"], "producer-idle-ms-max"),
+            (
+                &["--group-session-timeout-ms-min", "0"],
+                "group-session-timeout-ms-min",
+            ),
+            (
+                &["--group-session-timeout-ms-max", "5000"],
+                "group-session-timeout-ms-max",
+            ),
+            (&["--group-members-max", "0"], "group-members-max"),
+            (&["--groups-per-shard-max", "0"], "groups-per-shard-max"),
         ];
         for (args, key) in cases {
             let error = Config::resolve(flags(args), 2).unwrap_err();
@@ -941,6 +1084,9 @@ mod tests {
             "--shard-port-base <PORT>",
             "--producers-per-partition-max <COUNT>",
             "--producer-idle-ms-max <MS>",
+            "--group-session-timeout-ms-min <MS>",
+            "--group-members-max <COUNT>",
+            "--group-initial-rebalance-delay-ms <MS>",
             "[default: 9350]",
             "[default: 127.0.0.1:9347]",
             "[default: 127.0.0.1:9348]",

@@ -211,6 +211,9 @@ async fn serve_connection(shard: &Rc<Shard>, stream: TcpStream) {
     let _ = stream.set_nodelay(true);
     let fd = stream.as_raw_fd();
     let peer = stream.peer_addr().ok();
+    let client_host: Rc<str> = peer
+        .map_or_else(String::new, |address| address.to_string())
+        .into();
     let stream = Rc::new(RefCell::new(stream));
     let mut reader = Half {
         stream: Rc::clone(&stream),
@@ -240,6 +243,7 @@ async fn serve_connection(shard: &Rc<Shard>, stream: TcpStream) {
             &mut decoder,
             &queue_sender,
             slot,
+            &client_host,
         )
         .await;
         match next {
@@ -264,6 +268,7 @@ async fn read_frame(
     decoder: &mut RequestFrameDecoder,
     queue: &local_channel::LocalSender<InFlight>,
     slot: glommio::sync::StaticPermit,
+    client_host: &Rc<str>,
 ) -> io::Result<Next> {
     if !fill(shard, reader, buffer, LENGTH_PREFIX_BYTES).await? {
         return Ok(Next::Stop);
@@ -339,8 +344,10 @@ async fn read_frame(
         Err(error) => return Err(io::Error::other(error.to_string())),
     };
     let handler_shard = Rc::clone(shard);
+    let client_host = Rc::clone(client_host);
     let response = glommio::spawn_local(async move {
-        let response = handlers::handle(&handler_shard, frame.header, frame.body).await;
+        let response =
+            handlers::handle(&handler_shard, frame.header, frame.body, &client_host).await;
         drop(memory);
         response
     })

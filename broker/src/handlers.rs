@@ -30,6 +30,7 @@ use weir_proto::wire::{
 
 use crate::catalog::TopicEntry;
 use crate::control::{self, to_wire_config, CATALOG_SHARD};
+use crate::group::serve as group_serve;
 use crate::join::join_all;
 use crate::metrics;
 use crate::notify::Latch;
@@ -42,8 +43,14 @@ use crate::shard::{PeerReply, PeerRequest, Shard};
 /// Name the broker reports in ApiVersions.
 pub const BROKER_NAME: &str = "weir-broker";
 
-/// Handles one request frame; `None` means no response is sent (produce with `acks = none`).
-pub async fn handle(shard: &Rc<Shard>, header: RequestHeader, body: Bytes) -> Option<Vec<Bytes>> {
+/// Handles one request frame from a client at `client_host` (`host:port`, for group
+/// membership); `None` means no response is sent (produce with `acks = none`).
+pub async fn handle(
+    shard: &Rc<Shard>,
+    header: RequestHeader,
+    body: Bytes,
+    client_host: &str,
+) -> Option<Vec<Bytes>> {
     let started = Instant::now();
     let _inflight = InFlightGauge::new(&shard.metrics.requests_inflight);
     let correlation_id = header.correlation_id();
@@ -59,7 +66,7 @@ pub async fn handle(shard: &Rc<Shard>, header: RequestHeader, body: Bytes) -> Op
         }
     };
     let api = request.api_key().name();
-    let (response, failed) = dispatch(shard, &header, request).await;
+    let (response, failed) = dispatch(shard, &header, request, client_host).await;
     shard
         .metrics
         .observe_request(api, elapsed_us(started), failed);
@@ -92,6 +99,7 @@ async fn dispatch(
     shard: &Rc<Shard>,
     header: &RequestHeader,
     request: Request,
+    client_host: &str,
 ) -> (Option<Vec<Bytes>>, bool) {
     let id = header.correlation_id();
     match request {
@@ -181,18 +189,31 @@ async fn dispatch(
             let failed = !response.error_code.is_none();
             respond(&response, id, failed)
         }
-        Request::JoinGroup(_)
-        | Request::SyncGroup(_)
-        | Request::Heartbeat(_)
-        | Request::LeaveGroup(_)
-        | Request::ListGroups(_)
-        | Request::DescribeGroups(_) => {
-            let response = ErrorResponse::new(
-                header,
-                ErrorCode::UnknownApiKey,
-                "consumer-group apis are not served by this build yet",
-            );
-            (Some(encode_error_response(&response, id)), true)
+        Request::JoinGroup(request) => {
+            let response = group_serve::join_group(shard, request, client_host).await;
+            let failed = !response.error_code.is_none();
+            respond(&response, id, failed)
+        }
+        Request::SyncGroup(request) => {
+            let response = group_serve::sync_group(shard, request).await;
+            let failed = !response.error_code.is_none();
+            respond(&response, id, failed)
+        }
+        Request::Heartbeat(request) => {
+            let response = group_serve::heartbeat(shard, request).await;
+            let failed = !response.error_code.is_none();
+            respond(&response, id, failed)
+        }
+        Request::LeaveGroup(request) => {
+            let response = group_serve::leave_group(shard, request).await;
+            let failed = !response.error_code.is_none();
+            respond(&response, id, failed)
+        }
+        Request::ListGroups(_) => respond(&group_serve::list_groups(shard).await, id, false),
+        Request::DescribeGroups(request) => {
+            let response = group_serve::describe_groups(shard, request).await;
+            let failed = response.groups.iter().any(|g| !g.error_code.is_none());
+            respond(&response, id, failed)
         }
     }
 }
@@ -251,7 +272,7 @@ async fn forward(
 /// forwarding `to_request(share)` and taking the results out of the reply with `from_reply`.
 /// Every answer lands at its entry's index; a share whose shard does not answer leaves its
 /// slots empty for the caller's fallback.
-async fn run_on_owners<E, R, F>(
+pub(crate) async fn run_on_owners<E, R, F>(
     shard: &Rc<Shard>,
     entries: Vec<E>,
     partition_of: impl Fn(&E) -> PartitionKey,

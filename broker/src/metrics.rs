@@ -482,6 +482,105 @@ pub fn render(snapshots: &[MetricsSnapshot]) -> String {
     out
 }
 
+/// One consumer group's series, computed by its coordinator shard.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct GroupSeries {
+    /// The group's id.
+    pub group: String,
+    /// Members now.
+    pub members: u32,
+    /// Rebalances started since the broker started.
+    pub rebalances_total: u64,
+    /// Lag per partition (bounded by `group-lag-metrics-partitions-max`).
+    pub partitions: Vec<GroupPartitionSeries>,
+}
+
+/// One partition's lag for a group.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct GroupPartitionSeries {
+    /// The topic's name.
+    pub topic: String,
+    /// The partition's index.
+    pub partition: u32,
+    /// Records between the committed offset and the log end.
+    pub lag_records: i64,
+    /// The lag in milliseconds at the recent consume rate; `None` when unknown.
+    pub lag_ms: Option<i64>,
+}
+
+/// Appends the consumer-group series to a rendered exposition: members and rebalances per
+/// group, lag in records and (when the consume rate is known) seconds per group and partition.
+pub fn render_groups(out: &mut String, groups: &[GroupSeries]) {
+    header(
+        out,
+        "weir_group_members",
+        "gauge",
+        "Members of the consumer group now.",
+    );
+    for group in groups {
+        let _ = writeln!(
+            out,
+            "weir_group_members{{group=\"{}\"}} {}",
+            escape(&group.group),
+            group.members
+        );
+    }
+    header(
+        out,
+        "weir_group_rebalances_total",
+        "counter",
+        "Rebalances the consumer group started since the broker started.",
+    );
+    for group in groups {
+        let _ = writeln!(
+            out,
+            "weir_group_rebalances_total{{group=\"{}\"}} {}",
+            escape(&group.group),
+            group.rebalances_total
+        );
+    }
+    header(
+        out,
+        "weir_group_lag_records",
+        "gauge",
+        "Records between the group's committed offset and the partition's log end.",
+    );
+    for group in groups {
+        for partition in &group.partitions {
+            let _ = writeln!(
+                out,
+                "weir_group_lag_records{{group=\"{}\",topic=\"{}\",partition=\"{}\"}} {}",
+                escape(&group.group),
+                escape(&partition.topic),
+                partition.partition,
+                partition.lag_records
+            );
+        }
+    }
+    header(
+        out,
+        "weir_group_lag_seconds",
+        "gauge",
+        "The lag at the group's recent consume rate, in seconds (absent when the rate is unknown).",
+    );
+    for group in groups {
+        for partition in &group.partitions {
+            let Some(lag_ms) = partition.lag_ms else {
+                continue;
+            };
+            let _ = writeln!(
+                out,
+                "weir_group_lag_seconds{{group=\"{}\",topic=\"{}\",partition=\"{}\"}} {}.{:03}",
+                escape(&group.group),
+                escape(&partition.topic),
+                partition.partition,
+                lag_ms / 1000,
+                lag_ms % 1000
+            );
+        }
+    }
+}
+
 fn render_latency(out: &mut String, latency: &BTreeMap<&'static str, Histogram>) {
     let name = "weir_request_duration_seconds";
     header(

@@ -22,7 +22,8 @@ use weir_proto::wire::{
     DescribedPartition, ErrorCode, FetchPartition, FetchPartitionResult, FetchRecords,
     ListOffsetsPartition, ListOffsetsPartitionResult, OffsetCommitPartitionResult,
     OffsetCommitRequest, OffsetCommitResponse, OffsetFetchPartitionResult, OffsetFetchRequest,
-    OffsetFetchResponse, OffsetQuery, ProducePartition, ProducePartitionResult, OFFSET_NONE,
+    OffsetFetchResponse, OffsetQuery, ProducePartition, ProducePartitionResult, TopicPartition,
+    OFFSET_NONE,
 };
 use weir_storage::{AppendError, ReadError};
 
@@ -554,6 +555,17 @@ pub async fn commit_offsets(
         fail_all(&mut results, ErrorCode::InvalidRequest, &reason);
         return OffsetCommitResponse { entries: results };
     }
+    // The group's generation rules come first: a refused commit stores nothing.
+    let fenced = shard.groups.borrow_mut().check_commit(
+        &request.group_id,
+        request.generation,
+        &request.member_id,
+        shard.clock_ms(),
+    );
+    if let Err(refused) = fenced {
+        fail_all(&mut results, refused.error_code, &refused.message);
+        return OffsetCommitResponse { entries: results };
+    }
     let mut commits = Vec::new();
     let mut committed_indexes = Vec::new();
     for (index, entry) in request.entries.iter().enumerate() {
@@ -621,6 +633,20 @@ pub async fn commit_offsets(
     match partition.log.append(batch).await {
         Ok(_) => {
             partition.appended.notify();
+            let progress: Vec<(TopicPartition, i64)> = commits
+                .iter()
+                .map(|(key, value)| {
+                    let partition = TopicPartition {
+                        topic_id: key.topic_id,
+                        partition: key.partition,
+                    };
+                    (partition, value.offset)
+                })
+                .collect();
+            shard
+                .groups
+                .borrow_mut()
+                .committed(&request.group_id, &progress, now_ms);
             shard.record_commits(key, commits);
         }
         Err(error) => {

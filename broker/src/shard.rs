@@ -28,6 +28,8 @@ use weir_storage::PartitionLog;
 use crate::catalog::{Catalog, TopicId, OFFSETS_TOPIC};
 use crate::config::Config;
 use crate::conn::{trim_heap, HeapTrim};
+use crate::group::serve::{self as group_serve, GroupAnswer, GroupCall, JoinWaiter};
+use crate::group::{Coordinator, Ticket};
 use crate::hash::shard_for_partition;
 use crate::http;
 use crate::metrics::{self, MetricsSnapshot, ShardMetrics, StorageCounters};
@@ -77,6 +79,8 @@ pub enum PeerRequest {
     OffsetFetch(OffsetFetchRequest),
     /// Hand out a producer id or epoch (sent to shard 0, the allocator's owner).
     InitProducerId(InitProducerIdRequest),
+    /// Serve a consumer-group call on your coordinator.
+    Group(GroupCall),
 }
 
 impl PeerRequest {
@@ -122,6 +126,8 @@ pub enum PeerReply {
     OffsetFetch(OffsetFetchResponse),
     /// Answer to [`PeerRequest::InitProducerId`].
     InitProducerId(InitProducerIdResponse),
+    /// Answer to [`PeerRequest::Group`].
+    Group(GroupAnswer),
 }
 
 /// Why a shard stopped with an error.
@@ -180,6 +186,12 @@ pub struct Shard {
     pub connection_closed: Signal,
     /// When to give the memory of closed connections back to the OS.
     pub heap_trim: HeapTrim,
+    /// The consumer groups whose `__offsets` partitions this shard owns.
+    pub groups: RefCell<Coordinator>,
+    /// Held JoinGroup requests waiting for their answer, by ticket.
+    pub join_waiters: RefCell<HashMap<Ticket, Rc<JoinWaiter>>>,
+    /// The origin of [`Shard::clock_ms`].
+    clock_origin: Instant,
     catalog: RefCell<Arc<Catalog>>,
     /// Serializes catalog applications on this shard.
     catalog_lock: Semaphore,
@@ -196,6 +208,11 @@ pub struct Shard {
 }
 
 impl Shard {
+    /// Milliseconds since the shard started, from the monotonic clock: the coordinator's time.
+    pub fn clock_ms(&self) -> u64 {
+        u64::try_from(self.clock_origin.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+
     /// The number of shards in the broker.
     pub fn shard_count(&self) -> usize {
         self.config.cores
@@ -321,7 +338,12 @@ impl Shard {
                         match owner::replay_offsets(&opened, self.config.fetch_response_bytes_max)
                             .await
                         {
-                            Ok(table) => {
+                            Ok(mut table) => {
+                                group_serve::restore_partition(
+                                    &mut self.groups.borrow_mut(),
+                                    &mut table,
+                                    self.clock_ms(),
+                                );
                                 self.offset_tables.borrow_mut().insert(key, table);
                             }
                             Err(error) => {
@@ -596,6 +618,7 @@ impl Shard {
     pub async fn serve_peer(self: &Rc<Self>, from: usize, request: PeerRequest) -> PeerReply {
         match request {
             PeerRequest::Metrics => PeerReply::Metrics(Box::new(self.metrics_snapshot())),
+            PeerRequest::Group(call) => PeerReply::Group(group_serve::serve(self, call).await),
             PeerRequest::ApplyCatalog(catalog) => {
                 PeerReply::CatalogApplied(self.apply_catalog(catalog).await)
             }
@@ -673,7 +696,10 @@ impl Shard {
                 Err(error) => warn!(shard, %error, "no metrics from shard"),
             }
         }
-        metrics::render(&snapshots)
+        let mut out = metrics::render(&snapshots);
+        let partitions_max = self.config.group_lag_metrics_partitions_max as usize;
+        metrics::render_groups(&mut out, &group_serve::metrics(self, partitions_max).await);
+        out
     }
 }
 
@@ -692,6 +718,7 @@ pub async fn run(setup: ShardSetup) -> Result<(), ShardError> {
         events,
     } = setup;
     let (peers, inbox) = Peers::connect(id, peers).await;
+    let config_groups = config.groups;
     let request_memory = Rc::new(Semaphore::new(config.produce_memory_bytes_max));
     let shard = Rc::new(Shard {
         id,
@@ -703,6 +730,9 @@ pub async fn run(setup: ShardSetup) -> Result<(), ShardError> {
         request_memory,
         connection_closed: Signal::default(),
         heap_trim: HeapTrim::default(),
+        groups: RefCell::new(Coordinator::new(config_groups, member_id_seed(id))),
+        join_waiters: RefCell::new(HashMap::new()),
+        clock_origin: Instant::now(),
         catalog: RefCell::new(Arc::new(Catalog::default())),
         catalog_lock: Semaphore::new(1),
         catalog_write_lock: Semaphore::new(1),
@@ -750,6 +780,7 @@ pub async fn run(setup: ShardSetup) -> Result<(), ShardError> {
         glommio::spawn_local(crate::conn::accept_loop(Rc::clone(&shard), listener))
     });
     let maintenance_task = glommio::spawn_local(maintenance_loop(Rc::clone(&shard)));
+    let group_task = glommio::spawn_local(group_serve::tick_loop(Rc::clone(&shard)));
     let flush_task = glommio::spawn_local(flush_loop(Rc::clone(&shard)));
     let _ = events.send(Event::Ready(id));
     debug!(shard = id, "shard ready");
@@ -764,6 +795,7 @@ pub async fn run(setup: ShardSetup) -> Result<(), ShardError> {
     wait_for(&mut control, Command::Close).await?;
     drop(maintenance_task);
     drop(flush_task);
+    drop(group_task);
     shard.close_partitions().await;
     shard.peers.close();
     for task in inbox_tasks {
@@ -771,6 +803,15 @@ pub async fn run(setup: ShardSetup) -> Result<(), ShardError> {
     }
     info!(shard = id, "shard closed");
     Ok(())
+}
+
+/// A seed for member ids that differs between shards and restarts: randomness enters the
+/// coordinator here, at the edge.
+fn member_id_seed(shard: usize) -> u64 {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |elapsed| elapsed.as_nanos() as u64);
+    nanos ^ ((shard as u64) << 56) ^ u64::from(std::process::id())
 }
 
 /// Waits until every connection of the shard has closed, or `shutdown-timeout-ms` passed.

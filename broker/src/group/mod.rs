@@ -23,6 +23,7 @@
 //! bounded by [`GroupLimits`]; per partition at most [`RATE_SAMPLES_MAX`] commit samples are kept.
 
 pub mod assign;
+pub mod serve;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 
@@ -45,6 +46,10 @@ pub const RATE_WINDOW_MS: i64 = 5 * 60 * 1000;
 pub const MEMBER_TOPICS_MAX: usize = 1024;
 /// The most strategies one member may list.
 pub const MEMBER_STRATEGIES_MAX: usize = 16;
+/// The longest rebalance timeout a member may ask for, in milliseconds; a larger one is cut to
+/// this, so one member cannot hold its group's join phase open indefinitely. A rebalance timeout
+/// of 0 means the member's session timeout.
+pub const REBALANCE_TIMEOUT_MS_MAX: u32 = 30 * 60 * 1000;
 
 /// The coordinator's configured limits (from the broker configuration).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -432,6 +437,11 @@ impl Coordinator {
                 ),
             );
         }
+        let mut request = request;
+        request.rebalance_timeout_ms = match request.rebalance_timeout_ms {
+            0 => request.session_timeout_ms,
+            timeout_ms => timeout_ms.min(REBALANCE_TIMEOUT_MS_MAX),
+        };
         let ticket = self.next_ticket;
         self.next_ticket += 1;
         let delay_ms = self.limits.initial_rebalance_delay_ms;
