@@ -8,8 +8,9 @@
 //! the group's `__offsets` partition before it sends the answers, and runs [`Coordinator::tick`]
 //! periodically for timeouts. Nothing here does I/O, reads a clock or draws random numbers.
 //!
-//! Protocol (eager): a join by a new member, a leave, a member's session timeout or a changed
-//! subscription starts a rebalance (`preparing_rebalance`); every member must rejoin; the
+//! Protocol (eager): a join by a new member, a leave, a member's session timeout, a changed
+//! subscription, or a subscribed topic that appears, disappears or grows starts a rebalance
+//! (`preparing_rebalance`); every member must rejoin; the
 //! generation forms when every known member has rejoined or the rebalance timeout (the largest of
 //! the members') passed, dropping those that did not; the coordinator computes the assignment with
 //! the strategy chosen from the leader's (oldest member's) list, answers every held join, and the
@@ -100,6 +101,8 @@ pub struct Output {
     pub joins: Vec<(Ticket, JoinGroupResponse)>,
     /// Group records to append to the groups' `__offsets` partitions, in order.
     pub records: Vec<GroupMetadata>,
+    /// Members removed, as `(group, member, why)`, for the log.
+    pub removed: Vec<(String, String, &'static str)>,
 }
 
 /// The immediate outcome of a JoinGroup.
@@ -220,6 +223,9 @@ struct Group {
     join_ready_ms: u64,
     rebalances_total: u64,
     progress: BTreeMap<TopicPartition, Progress>,
+    /// The subscribed topics as the current generation's assignment saw them; a change (a topic
+    /// created, deleted or grown) starts a rebalance.
+    topics_seen: BTreeMap<String, Option<(TopicId, u32)>>,
 }
 
 impl Group {
@@ -234,6 +240,7 @@ impl Group {
             join_ready_ms: 0,
             rebalances_total: 0,
             progress: BTreeMap::new(),
+            topics_seen: BTreeMap::new(),
         }
     }
 
@@ -686,6 +693,9 @@ impl Coordinator {
                 membership_changed(group, now_ms, delay_ms, topics, out);
             } else if group.state == GroupState::PreparingRebalance {
                 try_complete_join(group, now_ms, topics, out);
+            } else if group.state != GroupState::Empty && topics_changed(group, topics) {
+                // Members learn it from their next heartbeat and rejoin.
+                prepare_rebalance(group, now_ms, delay_ms);
             }
         }
     }
@@ -944,8 +954,10 @@ fn prepare_rebalance(group: &mut Group, now_ms: u64, initial_delay_ms: u32) {
 }
 
 /// Removes member `index`, answering its held join if it had one.
-fn remove_member(group: &mut Group, index: usize, why: &str, out: &mut Output) {
+fn remove_member(group: &mut Group, index: usize, why: &'static str, out: &mut Output) {
     let member = group.members.remove(index);
+    out.removed
+        .push((group.group_id.clone(), member.member_id.clone(), why));
     if let Some(ticket) = member.pending {
         out.joins.push((
             ticket,
@@ -974,6 +986,15 @@ fn membership_changed(
     try_complete_join(group, now_ms, topics, out);
 }
 
+/// Whether a subscribed topic appeared, disappeared or changed its partition count since the
+/// current generation was assigned.
+fn topics_changed(group: &Group, topics: &dyn TopicLookup) -> bool {
+    group
+        .topics_seen
+        .iter()
+        .any(|(name, seen)| topics.topic(name) != *seen)
+}
+
 fn become_empty(group: &mut Group, out: &mut Output) {
     group.state = GroupState::Empty;
     group.generation += 1;
@@ -991,6 +1012,13 @@ fn try_complete_join(group: &mut Group, now_ms: u64, topics: &dyn TopicLookup, o
     let timed_out = now_ms >= group.rebalance_deadline_ms;
     if !(timed_out || all_joined && now_ms >= group.join_ready_ms) {
         return;
+    }
+    for member in group.members.iter().filter(|m| m.pending.is_none()) {
+        out.removed.push((
+            group.group_id.clone(),
+            member.member_id.clone(),
+            "the member did not rejoin within the rebalance timeout",
+        ));
     }
     group.members.retain(|m| m.pending.is_some());
     if group.members.is_empty() {
@@ -1046,6 +1074,12 @@ fn try_complete_join(group: &mut Group, now_ms: u64, topics: &dyn TopicLookup, o
                 .collect(),
             owned: m.owned.clone(),
         })
+        .collect();
+    group.topics_seen = group
+        .members
+        .iter()
+        .flat_map(|m| m.topics.iter())
+        .map(|name| (name.clone(), topics.topic(name)))
         .collect();
     let assignment = assign::assign(strategy, &subscriptions, &partition_counts);
     for (member, partitions) in group.members.iter_mut().zip(assignment) {

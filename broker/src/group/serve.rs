@@ -16,7 +16,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use tracing::{error, warn};
+use tracing::{error, info, warn};
 use weir_proto::wire::{
     DescribeGroupsRequest, DescribeGroupsResponse, ErrorCode, GroupDescription, GroupListing,
     HeartbeatRequest, HeartbeatResponse, JoinGroupRequest, JoinGroupResponse, LeaveGroupRequest,
@@ -309,7 +309,22 @@ fn register(shard: &Shard, ticket: Ticket) -> Rc<JoinWaiter> {
 
 /// Appends the output's records, then hands out its join answers.
 async fn finish(shard: &Rc<Shard>, out: Output) {
+    for (group, member, why) in &out.removed {
+        info!(%group, %member, why, "group member removed");
+    }
     for record in &out.records {
+        if record.members.is_empty() {
+            info!(group = %record.group, generation = record.generation, "group emptied");
+        } else {
+            info!(
+                group = %record.group,
+                generation = record.generation,
+                strategy = %record.strategy,
+                leader = %record.leader,
+                members = record.members.len(),
+                "group generation formed"
+            );
+        }
         persist(shard, record).await;
     }
     let mut waiters = shard.join_waiters.borrow_mut();

@@ -304,6 +304,30 @@ fn a_member_without_heartbeats_is_removed_after_its_session_timeout() {
 }
 
 #[test]
+fn a_subscribed_topic_that_grows_or_appears_starts_a_rebalance() {
+    let mut coordinator = coordinator();
+    let (ids, generation) = stable_group(&mut coordinator, 1);
+    let mut out = Output::default();
+    coordinator.tick(1, &topics(), &mut out);
+    assert_eq!(coordinator.list()[0].state, "stable", "nothing changed");
+    let grown = BTreeMap::from([("events".to_string(), (7, 16))]);
+    coordinator.tick(2, &grown, &mut out);
+    assert_eq!(coordinator.list()[0].state, "preparing_rebalance");
+    assert_eq!(
+        heartbeat(&mut coordinator, &ids[0], generation, 3),
+        ErrorCode::RebalanceInProgress
+    );
+    let ticket =
+        match coordinator.join(join_request(&ids[0], &["sticky"]), "h", 4, &grown, &mut out) {
+            JoinOutcome::Held(ticket) => ticket,
+            JoinOutcome::Done(response) => panic!("{response:?}"),
+        };
+    let response = answer(&mut out, ticket);
+    let assignment = sync(&mut coordinator, &ids[0], response.generation, 5).assignment;
+    assert_eq!(assignment.len(), 16, "the new partitions are assigned");
+}
+
+#[test]
 fn members_that_do_not_rejoin_are_dropped_at_the_rebalance_timeout() {
     let mut coordinator = coordinator();
     let (ids, generation) = stable_group(&mut coordinator, 3);
