@@ -282,8 +282,47 @@ fn a_groups_generation_assignment_and_offsets_survive_sigterm_and_sigkill() {
         "omitted while the consume rate is unknown"
     );
 
-    let before = assignments(&described);
+    // More commits give a consume rate, hence a lag in time.
+    let mut a_offset = 4;
+    let rated = loop {
+        a_offset += 1;
+        assert!(a_offset <= 9, "no consume rate after commits 5..=9");
+        let a_commits: Vec<(TopicPartition, i64)> = a_owns.iter().map(|p| (*p, a_offset)).collect();
+        assert_eq!(
+            commit(&mut a, 2, &a_id, &a_commits),
+            vec![ErrorCode::None; 2]
+        );
+        let described = describe(&mut admin);
+        let row = described
+            .partitions
+            .into_iter()
+            .find(|p| p.partition == a_owns[0].partition)
+            .expect("a's partition is described");
+        if row.consume_rate_milli > 0 {
+            break row;
+        }
+    };
+    assert_eq!(rated.lag_records, 10 - a_offset);
+    assert!(
+        rated.lag_ms >= 0,
+        "a known rate gives a lag in time: {rated:?}"
+    );
+    let metrics = Metrics::scrape(broker.metrics_address()).expect("metrics");
+    let labels = [
+        ("group", GROUP),
+        ("topic", "events"),
+        ("partition", partition.as_str()),
+    ];
+    let lag_seconds = metrics.get("weir_group_lag_seconds", &labels);
+    assert!(
+        lag_seconds.is_some_and(|seconds| seconds >= 0.0),
+        "lag in seconds exported once the rate is known: {lag_seconds:?}"
+    );
     let mut expected_offsets = expected_offsets;
+    for partition in &a_owns {
+        expected_offsets[partition.partition as usize] = a_offset;
+    }
+    let before = assignments(&describe(&mut admin));
     for (round, crash) in [false, true].into_iter().enumerate() {
         if crash {
             broker.kill_9();
