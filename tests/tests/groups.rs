@@ -86,14 +86,16 @@ impl Observed {
     }
 }
 
-fn member_config(session_timeout_ms: u32) -> ConsumerConfig {
+/// A member's settings; `auto_commit_interval_ms` may be set so long that the only commits are
+/// those before a revoke and on close.
+fn member_config(session_timeout_ms: u32, auto_commit_interval_ms: u64) -> ConsumerConfig {
     ConsumerConfig {
         fetch_max_wait_ms: 100,
         group: GroupSettings {
             session_timeout_ms,
             heartbeat_interval_ms: Some(session_timeout_ms / 4),
             rebalance_timeout_ms: 10_000,
-            auto_commit_interval_ms: 200,
+            auto_commit_interval_ms,
             ..GroupSettings::default()
         },
         ..ConsumerConfig::default()
@@ -108,6 +110,7 @@ async fn run_member(
     topic: String,
     member: usize,
     session_timeout_ms: u32,
+    auto_commit_interval_ms: u64,
     observed: Arc<Observed>,
 ) -> Result<(), weir_client::Error> {
     let cluster = Cluster::connect(ClientConfig {
@@ -115,7 +118,10 @@ async fn run_member(
         ..ClientConfig::new(bootstrap)
     })
     .await?;
-    let mut consumer = Consumer::new(cluster, member_config(session_timeout_ms));
+    let mut consumer = Consumer::new(
+        cluster,
+        member_config(session_timeout_ms, auto_commit_interval_ms),
+    );
     consumer.subscribe(&group, &[&topic]).await?;
     while !observed.stop.load(Ordering::SeqCst) {
         let records = consumer.poll(Duration::from_millis(200)).await?;
@@ -215,18 +221,33 @@ fn three_members_own_four_partitions_each_and_no_record_reaches_two_in_one_gener
     rt.block_on(produce(&cluster, "orders", &before));
 
     let observed = Arc::new(Observed::default());
-    let members: Vec<_> = (0..3)
-        .map(|member| {
-            rt.spawn(run_member(
-                broker.bootstrap(),
-                "billing".to_string(),
-                "orders".to_string(),
-                member,
-                SESSION_TIMEOUT_LONG_MS,
-                observed.clone(),
-            ))
-        })
-        .collect();
+    let spawn_member = |member: usize| {
+        rt.spawn(run_member(
+            broker.bootstrap(),
+            "billing".to_string(),
+            "orders".to_string(),
+            member,
+            SESSION_TIMEOUT_LONG_MS,
+            // Only the commits before revoking and on close: the members that join later
+            // must start after what member 0 consumed, not at the earliest offset.
+            3_600_000,
+            observed.clone(),
+        ))
+    };
+    // Member 0 alone owns all 12 partitions and consumes what is there; then two more join.
+    let mut members = vec![spawn_member(0)];
+    let before_set: BTreeSet<String> = before.iter().cloned().collect();
+    wait_until(
+        SETTLE_TIMEOUT,
+        "member 0 alone consuming every record",
+        || {
+            let seen: BTreeSet<String> = observed.records().into_iter().map(|r| r.value).collect();
+            observed.settled(&[0], 12, 12) && seen.is_superset(&before_set)
+        },
+    );
+    let (alone_generation, _) = observed.assignments()[&0];
+    members.push(spawn_member(1));
+    members.push(spawn_member(2));
     wait_until(
         SETTLE_TIMEOUT,
         "three members owning 4 partitions each",
@@ -240,6 +261,12 @@ fn three_members_own_four_partitions_each_and_no_record_reaches_two_in_one_gener
         seen.is_superset(&expected)
     });
     let settled = observed.assignments();
+    assert!(
+        settled
+            .values()
+            .all(|(generation, _)| *generation > alone_generation),
+        "the members that joined formed a newer generation: {settled:?}"
+    );
     observed.stop.store(true, Ordering::SeqCst);
     for member in members {
         rt.block_on(member)
@@ -256,7 +283,12 @@ fn three_members_own_four_partitions_each_and_no_record_reaches_two_in_one_gener
         *counts.entry(record.value.as_str()).or_default() += 1;
     }
     let twice: Vec<_> = counts.iter().filter(|(_, &count)| count > 1).collect();
-    assert!(twice.is_empty(), "delivered more than once: {twice:?}");
+    assert!(
+        twice.is_empty(),
+        "{} records delivered more than once, e.g. {:?}",
+        twice.len(),
+        &twice[..twice.len().min(5)]
+    );
     assert_eq!(counts.len(), 1_200);
     // The records produced once the group settled went to the owner of their partition.
     let (generation, _) = settled[&0];
@@ -358,9 +390,16 @@ fn a_member_killed_without_leaving_is_replaced_after_its_session_timeout_and_not
     let before = values("before", 0..600);
     rt.block_on(produce(&cluster, "orders", &before));
 
+    // The child process joins first and, alone, consumes everything produced so far.
     let work = tempfile::tempdir().expect("temporary directory");
     let cli_stdout = work.path().join("killed.stdout");
     let mut killed = spawn_cli_member(&broker, "orders", "billing", &cli_stdout);
+    wait_until(
+        SETTLE_TIMEOUT,
+        "the child member alone printing every record",
+        || read_lines(&cli_stdout).len() >= before.len(),
+    );
+    // Two in-process members join: three members with 4 partitions each.
     let observed = Arc::new(Observed::default());
     let members: Vec<_> = (0..2)
         .map(|member| {
@@ -370,12 +409,11 @@ fn a_member_killed_without_leaving_is_replaced_after_its_session_timeout_and_not
                 "orders".to_string(),
                 member,
                 SESSION_TIMEOUT_MS,
+                200,
                 observed.clone(),
             ))
         })
         .collect();
-    // Three members (two here, one the child process) with 4 partitions each, and every record
-    // produced so far consumed and committed: the child's last commit covers all it printed.
     wait_until(
         SETTLE_TIMEOUT,
         "two in-process members owning 4 partitions each",
@@ -388,10 +426,30 @@ fn a_member_killed_without_leaving_is_replaced_after_its_session_timeout_and_not
             })
         },
     );
+    let in_process: BTreeSet<u32> = observed
+        .assignments()
+        .values()
+        .flat_map(|(_, partitions)| partitions.clone())
+        .collect();
+    let killed_partitions: BTreeSet<u32> = (0..12)
+        .filter(|partition| !in_process.contains(partition))
+        .collect();
+    assert_eq!(killed_partitions.len(), 4, "the child owns the other 4");
+
+    // More records, consumed by the three and committed: the child's last commit covers all
+    // it printed.
+    let middle = values("middle", 0..600);
+    let placed_middle = rt.block_on(produce(&cluster, "orders", &middle));
+    let consumed_so_far: BTreeSet<String> = before.iter().chain(&middle).cloned().collect();
     wait_until(
         SETTLE_TIMEOUT,
-        "every partition committed up to its log end",
+        "every record so far consumed, and every partition committed up to its log end",
         || {
+            let mut seen: BTreeSet<String> = read_lines(&cli_stdout).into_iter().collect();
+            seen.extend(observed.records().into_iter().map(|r| r.value));
+            if !seen.is_superset(&consumed_so_far) {
+                return false;
+            }
             let partitions = describe_group(&broker, "billing");
             partitions.len() == 12
                 && partitions.values().all(|(owner, committed, log_end, _)| {
@@ -399,26 +457,12 @@ fn a_member_killed_without_leaving_is_replaced_after_its_session_timeout_and_not
                 })
         },
     );
-    let owners_before = describe_group(&broker, "billing");
-    let in_process: BTreeSet<u32> = observed
-        .assignments()
-        .values()
-        .flat_map(|(_, partitions)| partitions.clone())
-        .collect();
-    let killed_partitions: BTreeSet<u32> = owners_before
-        .keys()
-        .copied()
-        .filter(|partition| !in_process.contains(partition))
-        .collect();
-    assert_eq!(
-        killed_partitions.len(),
-        4,
-        "the child owns the other 4: {owners_before:?}"
-    );
     let printed_before_kill = read_lines(&cli_stdout);
     assert!(
-        !printed_before_kill.is_empty(),
-        "the child consumed records of its partitions"
+        printed_before_kill.iter().any(|value| placed_middle
+            .get(value)
+            .is_some_and(|p| killed_partitions.contains(p))),
+        "the child consumed records of its 4 partitions as one of three members"
     );
 
     // SIGKILL: no LeaveGroup, no more heartbeats.
@@ -438,7 +482,12 @@ fn a_member_killed_without_leaving_is_replaced_after_its_session_timeout_and_not
         "the two survivors owning all 12 partitions",
         || observed.settled(&[0, 1], 6, 12),
     );
-    let expected: BTreeSet<String> = before.iter().chain(&after).cloned().collect();
+    let expected: BTreeSet<String> = before
+        .iter()
+        .chain(&middle)
+        .chain(&after)
+        .cloned()
+        .collect();
     wait_until(SETTLE_TIMEOUT, "every record consumed by someone", || {
         let mut seen: BTreeSet<String> = read_lines(&cli_stdout).into_iter().collect();
         seen.extend(observed.records().into_iter().map(|r| r.value));
@@ -463,7 +512,12 @@ fn a_member_killed_without_leaving_is_replaced_after_its_session_timeout_and_not
         *counts.entry(value).or_default() += 1;
     }
     let twice: Vec<_> = counts.iter().filter(|(_, &count)| count > 1).collect();
-    assert!(twice.is_empty(), "consumed more than once: {twice:?}");
+    assert!(
+        twice.is_empty(),
+        "{} records consumed more than once, e.g. {:?}",
+        twice.len(),
+        &twice[..twice.len().min(5)]
+    );
     assert_eq!(counts.keys().cloned().collect::<BTreeSet<_>>(), expected);
     // The killed member's partitions moved to the survivors, who read their new records.
     let took_over = records
