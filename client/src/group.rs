@@ -198,7 +198,9 @@ pub fn heartbeat_signal(code: ErrorCode) -> Option<GroupSignal> {
     match code {
         ErrorCode::None => Some(GroupSignal::Stable),
         ErrorCode::RebalanceInProgress | ErrorCode::IllegalGeneration => Some(GroupSignal::Rejoin),
-        ErrorCode::UnknownMemberId => Some(GroupSignal::Fenced),
+        // The coordinator lost the group (it answers a heartbeat for an unknown group with
+        // `unknown_member_id`; a commit may say `unknown_group`): join as a new member.
+        ErrorCode::UnknownMemberId | ErrorCode::UnknownGroup => Some(GroupSignal::Fenced),
         _ => None,
     }
 }
@@ -221,7 +223,7 @@ pub fn join_action(code: ErrorCode) -> JoinAction {
     match code {
         ErrorCode::None => JoinAction::Proceed,
         ErrorCode::RebalanceInProgress | ErrorCode::IllegalGeneration => JoinAction::Retry,
-        ErrorCode::UnknownMemberId => JoinAction::RetryAsNewMember,
+        ErrorCode::UnknownMemberId | ErrorCode::UnknownGroup => JoinAction::RetryAsNewMember,
         code if code.is_retriable() => JoinAction::Retry,
         _ => JoinAction::Fail,
     }
@@ -428,7 +430,15 @@ mod tests {
                 JoinAction::RetryAsNewMember,
                 Some(GroupSignal::Fenced),
             ),
+            (
+                ErrorCode::UnknownGroup,
+                JoinAction::RetryAsNewMember,
+                Some(GroupSignal::Fenced),
+            ),
             (ErrorCode::NotOwner, JoinAction::Retry, None),
+            (ErrorCode::InconsistentGroupProtocol, JoinAction::Fail, None),
+            (ErrorCode::InvalidSessionTimeout, JoinAction::Fail, None),
+            (ErrorCode::GroupMaxSizeReached, JoinAction::Fail, None),
             (ErrorCode::InvalidRequest, JoinAction::Fail, None),
         ];
         for (code, join, heartbeat) in cases {

@@ -675,3 +675,52 @@ fn groups_describe_reports_lag_as_produced_minus_committed() {
     assert_eq!(fields[1], "empty", "a group whose only member left: {line}");
     assert_eq!(fields[2], "0", "no members: {line}");
 }
+
+#[test]
+fn a_session_timeout_below_the_brokers_minimum_and_an_unknown_group_are_clear_errors() {
+    let broker = start_broker();
+    let rt = runtime();
+    let cluster = rt.block_on(connect_cluster(&broker));
+    rt.block_on(create_topic(&cluster, "orders", 2));
+    let error = rt.block_on(async {
+        let mut consumer = Consumer::new(cluster.clone(), member_config(100, 1_000));
+        consumer
+            .subscribe("short", &["orders"])
+            .await
+            .expect("the client accepts 100 ms; the broker's minimum is 500");
+        consumer
+            .poll(Duration::from_millis(100))
+            .await
+            .expect_err("the join is refused")
+    });
+    assert!(
+        matches!(
+            error,
+            weir_client::Error::Broker {
+                code: weir_client::ErrorCode::InvalidSessionTimeout,
+                ..
+            }
+        ),
+        "{error}"
+    );
+
+    let args = [
+        "--broker",
+        &broker.bootstrap(),
+        "groups",
+        "describe",
+        "nobody",
+    ];
+    let output = run_cli(&args, b"", CLI_TIMEOUT);
+    assert!(
+        !output.status.success(),
+        "{}",
+        describe_cli_run(&args, &output)
+    );
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.starts_with("error: group \"nobody\" does not exist"),
+        "{}",
+        describe_cli_run(&args, &output)
+    );
+}

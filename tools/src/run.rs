@@ -309,9 +309,16 @@ async fn run_groups(admin: Admin, command: GroupsCommand) -> Result<()> {
     let mut stdout = std::io::stdout().lock();
     match command {
         GroupsCommand::List => write_group_list(&mut stdout, &admin.list_groups().await?)?,
-        GroupsCommand::Describe { group } => {
-            write_group_description(&mut stdout, &admin.describe_group(&group).await?)?
-        }
+        GroupsCommand::Describe { group } => match admin.describe_group(&group).await {
+            Ok(description) => write_group_description(&mut stdout, &description)?,
+            Err(weir_client::Error::Broker {
+                code: weir_client::ErrorCode::GroupIdNotFound,
+                ..
+            }) => bail!(
+                "group \"{group}\" does not exist (it has no members and no committed offsets)"
+            ),
+            Err(error) => return Err(error.into()),
+        },
     }
     Ok(())
 }
