@@ -18,10 +18,10 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Notify;
 use weir_client::{
-    partition_for_key, Admin, ClientConfig, Cluster, Connection, ConnectionConfig, Consumer,
-    ConsumerConfig, Error, ErrorCode, FlushPolicy, GroupSettings, HashRing, Limit, Partitioning,
-    ProduceError, Producer, ProducerConfig, RebalanceListener, Retriable, SeekTo, TopicSettings,
-    VIRTUAL_NODES_DEFAULT,
+    partition_for_key, Admin, AssignmentStrategy, ClientConfig, Cluster, Connection,
+    ConnectionConfig, Consumer, ConsumerConfig, Error, ErrorCode, FlushPolicy, GroupSettings,
+    HashRing, Limit, Partitioning, ProduceError, Producer, ProducerConfig, RebalanceListener,
+    Retriable, SeekTo, TopicSettings, VIRTUAL_NODES_DEFAULT,
 };
 use weir_proto::batch::{set_base_offset, BatchIter, BatchLimits};
 use weir_proto::wire::{
@@ -1368,5 +1368,57 @@ async fn subscribe_refuses_bad_settings_and_mixing_with_assign() {
             }
         ),
         "{error}"
+    );
+}
+
+#[tokio::test]
+async fn a_fenced_member_rejoins_as_a_new_member_keeping_its_owned_partitions() {
+    let broker = FakeBroker::start().await;
+    let log = broker.state().log.clone();
+    let cluster = within(Cluster::connect(client_config(&broker.address)))
+        .await
+        .expect("connect");
+    let config = ConsumerConfig {
+        fetch_max_wait_ms: 50,
+        group: GroupSettings {
+            session_timeout_ms: 400,
+            heartbeat_interval_ms: Some(20),
+            auto_commit: false,
+            assignment_strategies: vec![AssignmentStrategy::Sticky],
+            ..GroupSettings::default()
+        },
+        ..ConsumerConfig::default()
+    };
+    let mut consumer = Consumer::new(cluster, config);
+    within(consumer.subscribe_with_listener("g", &[TOPIC], LoggingListener(log.clone())))
+        .await
+        .expect("subscribe");
+    within(consumer.poll(Duration::from_millis(50)))
+        .await
+        .expect("poll");
+    assert_eq!(consumer.generation(), Some(1));
+    broker.state().heartbeat_answer = ErrorCode::UnknownMemberId;
+    within(async {
+        while consumer.generation() != Some(2) {
+            consumer
+                .poll(Duration::from_millis(50))
+                .await
+                .expect("poll");
+        }
+    })
+    .await;
+    let log = log.lock().expect("log").clone();
+    assert_eq!(
+        log,
+        vec![
+            r#"join member="" strategies=["sticky"] topics=["events"] owned=[]"#.to_string(),
+            "sync generation=1".to_string(),
+            "assigned 3".to_string(),
+            // Auto-commit is off: nothing is committed before the revoke.
+            "revoked 3".to_string(),
+            r#"join member="" strategies=["sticky"] topics=["events"] owned=[0, 1, 2]"#.to_string(),
+            "sync generation=2".to_string(),
+            "assigned 3".to_string(),
+        ]
     );
 }
