@@ -54,7 +54,11 @@ pub async fn handle(
     let started = Instant::now();
     let _inflight = InFlightGauge::new(&shard.metrics.requests_inflight);
     let correlation_id = header.correlation_id();
-    let request = match Request::decode(&header, &body) {
+    let decoded = Request::decode(&header, &body);
+    // The decoded request holds zero-copy slices of the body; without this handle a produce's
+    // batch can be the only one left on its bytes, and storage then takes it without a copy.
+    drop(body);
+    let request = match decoded {
         Ok(request) => request,
         Err(error) => {
             let api = header.api_key().map_or("unknown", |key| key.name());

@@ -189,7 +189,12 @@ async fn produce_entry(shard: &Rc<Shard>, entry: ProducePartition) -> ProducePar
         return result;
     }
     let limits = partition.log.config().batch_limits;
-    let batches = match split_batches(&entry.records, &limits) {
+    // Split, then let go of the entry's handle on the frame: a batch that is the last handle on
+    // its bytes is appended without a copy (`PartitionLog::append`).
+    let records = entry.records;
+    let split = split_batches(&records, &limits);
+    drop(records);
+    let batches = match split {
         Ok(batches) => batches,
         Err(error) => {
             result.error_code = error.error_code();

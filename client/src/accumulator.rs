@@ -152,6 +152,20 @@ struct PartitionQueue {
     closed: VecDeque<ReadyBatch>,
     /// Watches the batch of this partition that is in flight, if one is.
     in_flight: Option<watch::Receiver<BatchOutcome>>,
+    /// The initial capacity of this partition's next batch: `batch_bytes_max` after a batch
+    /// closed full, decaying by a quarter per batch sent before it filled (never below that
+    /// batch's size), so a steady stream of full batches allocates each batch once instead of
+    /// growing it by copies while a trickle of small batches allocates little.
+    next_batch_bytes: usize,
+}
+
+impl PartitionQueue {
+    /// The capacity to allocate for the partition's next batch: `next_batch_bytes` (at most
+    /// `batch_bytes_max`), or 0, the builder's default growth, for a partition's first batch.
+    fn next_batch_capacity(&self, batch_bytes_max: u64) -> usize {
+        self.next_batch_bytes
+            .min(usize::try_from(batch_bytes_max).unwrap_or(usize::MAX))
+    }
 }
 
 struct TopicSticky {
@@ -163,6 +177,9 @@ struct TopicSticky {
 pub struct Accumulator {
     config: BatchingConfig,
     queues: HashMap<TopicPartition, PartitionQueue>,
+    /// `next_batch_bytes` of partitions whose queue was dropped when it emptied, so their next
+    /// batch still starts at the right capacity; at most one entry per partition written.
+    batch_bytes_hints: HashMap<TopicPartition, usize>,
     sticky: HashMap<TopicId, TopicSticky>,
     keyed: KeyPartitioner,
     /// Starts each topic's sticky partition at a different place, so producers spread out.
@@ -175,6 +192,7 @@ impl Accumulator {
         Self {
             config,
             queues: HashMap::new(),
+            batch_bytes_hints: HashMap::new(),
             sticky: HashMap::new(),
             keyed: KeyPartitioner::new(config.partitioning),
             sticky_start: rand::random(),
@@ -232,18 +250,28 @@ impl Accumulator {
             });
         }
         let batch_bytes_max = self.config.batch_bytes_max;
-        let queue = self.queues.entry(topic_partition).or_default();
+        let hints = &mut self.batch_bytes_hints;
+        let queue = self
+            .queues
+            .entry(topic_partition)
+            .or_insert_with(|| PartitionQueue {
+                next_batch_bytes: hints.remove(&topic_partition).unwrap_or(0),
+                ..PartitionQueue::default()
+            });
         let mut closed_batch = false;
         if let Some(open) = &queue.open {
             let fits = open.builder.size_bytes() as u64 + record_bytes <= batch_bytes_max;
             if !fits {
                 close_open_batch(queue, topic_partition);
+                // Full: the next batch will likely fill up to the limit too.
+                queue.next_batch_bytes = usize::try_from(batch_bytes_max).unwrap_or(usize::MAX);
                 closed_batch = true;
             }
         }
         let opened_batch = queue.open.is_none();
+        let capacity = queue.next_batch_capacity(batch_bytes_max);
         let open = queue.open.get_or_insert_with(|| OpenBatch {
-            builder: BatchBuilder::new(timestamp_ms),
+            builder: BatchBuilder::with_capacity(timestamp_ms, capacity),
             created: now,
             reserved_bytes: 0,
             completion: watch::channel(BatchOutcome::Pending).0,
@@ -330,7 +358,12 @@ impl Accumulator {
         if let Some(queue) = self.queues.get_mut(&topic_partition) {
             queue.in_flight = None;
             if queue.open.is_none() && queue.closed.is_empty() {
+                let next_batch_bytes = queue.next_batch_bytes;
                 self.queues.remove(&topic_partition);
+                if next_batch_bytes > 0 {
+                    self.batch_bytes_hints
+                        .insert(topic_partition, next_batch_bytes);
+                }
             }
         }
     }
@@ -399,6 +432,10 @@ impl Accumulator {
 fn close_open_batch(queue: &mut PartitionQueue, topic_partition: TopicPartition) {
     if let Some(open) = queue.open.take() {
         let records_count = open.builder.records_count();
+        // A batch sent before it filled (linger, flush) lowers the hint slowly, so one short
+        // batch among full ones does not make the next full one grow by copies.
+        let decayed = queue.next_batch_bytes - queue.next_batch_bytes / 4;
+        queue.next_batch_bytes = open.builder.size_bytes().max(decayed);
         queue.closed.push_back(ReadyBatch {
             topic_partition,
             records: Bytes::from(open.builder.finish()),
@@ -460,6 +497,11 @@ impl BufferPool {
     /// `block_ms_max` milliseconds.
     pub async fn reserve(&self, bytes: u64, block_ms_max: u64) -> Result<(), ProduceError> {
         let permits = self.permits_for(bytes)?;
+        // Room is usually there: take it without setting up the timed wait.
+        if let Ok(permit) = self.semaphore.try_acquire_many(permits) {
+            permit.forget();
+            return Ok(());
+        }
         let acquire = self.semaphore.acquire_many(permits);
         match tokio::time::timeout(Duration::from_millis(block_ms_max), acquire).await {
             Ok(Ok(permit)) => {
