@@ -192,6 +192,12 @@ impl Delivery {
         self.partition
     }
 
+    /// Returns the record's index inside its batch: records of one batch have consecutive
+    /// indexes from 0 and complete together.
+    pub fn index_in_batch(&self) -> u32 {
+        self.index
+    }
+
     /// Waits until the record's batch completes and returns where the record was written.
     pub async fn wait(mut self) -> Result<RecordMetadata, ProduceError> {
         let outcome = match self

@@ -4,7 +4,9 @@
 //! latency percentiles, show no cross-shard forwarding, and measure the broker's CPU; the fresh
 //! topic is deleted afterwards. An open-loop run (`--rate` with `--duration-s`, pinned) sends
 //! exactly the messages its schedule holds, paced over the duration, and skips CPU with a note
-//! when it has no pid. Command lines the bench refuses fail before any load runs.
+//! when it has no pid. `--read-existing` on a topic kept by an earlier run reads every record
+//! from the start, exactly once, without producing, and charges the broker's CPU per record
+//! read. Command lines the bench refuses fail before any load runs.
 
 use std::path::Path;
 use std::process::Output;
@@ -187,6 +189,9 @@ fn bench_refuses_impossible_command_lines_before_any_load() {
         ][..],
         &["bench", "--messages", "10", "--duration-s", "1"],
         &["bench", "--consumers", "3", "--partitions", "2"],
+        // Reading needs an existing topic and has no producers.
+        &["bench", "--read-existing"],
+        &["bench", "--read-existing", "--topic", "t", "--rate", "10"],
     ] {
         // No broker listens on port 1: the refusal must come before any connection attempt.
         let mut full = vec!["--broker", "127.0.0.1:1"];
@@ -199,6 +204,100 @@ fn bench_refuses_impossible_command_lines_before_any_load() {
             "refused only at connect time:\n{stderr}"
         );
     }
+}
+
+#[test]
+fn read_existing_reads_a_kept_topic_from_its_start_without_producing() {
+    let broker = BrokerProcess::start_with_cores(2);
+    let metrics_url = format!("http://{}/metrics", broker.metrics_address());
+    let pid = broker.pid().to_string();
+    let bootstrap = broker.bootstrap();
+    let produced = broker.work_dir().join("produced.json");
+    let produce_args = [
+        "--broker",
+        bootstrap.as_str(),
+        "bench",
+        "--messages",
+        "20000",
+        "--message-bytes",
+        "200",
+        "--producers",
+        "2",
+        "--consumers",
+        "0",
+        "--partitions",
+        "2",
+        "--keep-topic",
+        "--json",
+        produced.to_str().expect("UTF-8 path"),
+        "--metrics-url",
+        metrics_url.as_str(),
+        "--quiet",
+    ];
+    let output = weir(&produce_args);
+    assert!(
+        output.status.success(),
+        "{}",
+        describe(&produce_args, &output)
+    );
+    let topic = read_json(&produced)
+        .pointer("/config/topic")
+        .and_then(Value::as_str)
+        .expect("the report names its topic")
+        .to_string();
+
+    let read = broker.work_dir().join("read.json");
+    let read_args = [
+        "--broker",
+        bootstrap.as_str(),
+        "bench",
+        "--topic",
+        topic.as_str(),
+        "--read-existing",
+        "--consumers",
+        "2",
+        "--message-bytes",
+        "200",
+        "--json",
+        read.to_str().expect("UTF-8 path"),
+        "--metrics-url",
+        metrics_url.as_str(),
+        "--broker-pid",
+        pid.as_str(),
+        "--quiet",
+    ];
+    let output = weir(&read_args);
+    assert!(output.status.success(), "{}", describe(&read_args, &output));
+    let table = String::from_utf8_lossy(&output.stdout);
+    assert!(table.contains("consume"), "{table}");
+    assert!(
+        !table.contains("produce  "),
+        "nothing was produced:\n{table}"
+    );
+    let report = read_json(&read);
+    assert_eq!(number(&report, "/summary/sent"), 0.0);
+    assert_eq!(number(&report, "/summary/consume/messages"), 20_000.0);
+    assert_eq!(number(&report, "/summary/verification/received"), 20_000.0);
+    for field in ["lost", "duplicated", "foreign"] {
+        assert_eq!(
+            number(&report, &format!("/summary/verification/{field}")),
+            0.0,
+            "{field}"
+        );
+    }
+    assert!(number(&report, "/summary/consume/megabytes_per_s") > 0.0);
+    // Per record read when nothing was produced (null if it were per record produced); the
+    // figure itself may round to 0 at /proc's 10 ms resolution.
+    let cpu = number(&report, "/summary/broker/cpu_s_per_million_records");
+    assert!(cpu >= 0.0, "{cpu}");
+
+    // Reading again finds the same records: the run neither deleted nor added to the topic.
+    let output = weir(&read_args);
+    assert!(output.status.success(), "{}", describe(&read_args, &output));
+    assert_eq!(
+        number(&read_json(&read), "/summary/verification/received"),
+        20_000.0
+    );
 }
 
 #[test]

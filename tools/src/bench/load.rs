@@ -7,7 +7,8 @@
 //! `unacked_messages_max` slots: a full channel is the closed loop's bound on unacknowledged
 //! messages. The acknowledger awaits deliveries in send order and records produce-ack latency;
 //! deliveries of one partition complete in order, so only a record of another partition that
-//! completes earlier than the one awaited is recorded late (an upper bound).
+//! completes earlier than the one awaited is recorded late (an upper bound). Records of one
+//! batch complete together, so the clock is read once per batch, not per record.
 //!
 //! Each consumer has its own cluster and is assigned partitions round-robin, positioned at the
 //! log end before the first message is sent. For every (partition, producer) stream it expects
@@ -406,13 +407,25 @@ async fn acknowledge(
         last_acknowledged: Duration::ZERO,
         latency_ns: latency_histogram(),
     };
+    // (partition, index in batch, completion time) of the previous delivery: the next record
+    // of the same batch completed at the same moment, so its clock read is skipped.
+    let mut previous: Option<(u32, u32, u64)> = None;
     while let Some(Pending {
         delivery,
         intended_ns,
     }) = pending.recv().await
     {
+        let (partition, index) = (delivery.partition(), delivery.index_in_batch());
         let result = delivery.wait().await;
-        let now_ns = nanoseconds_since(epoch);
+        let now_ns = match previous {
+            Some((previous_partition, previous_index, completed_ns))
+                if previous_partition == partition && index == previous_index + 1 =>
+            {
+                completed_ns
+            }
+            _ => nanoseconds_since(epoch),
+        };
+        previous = Some((partition, index, now_ns));
         match result {
             Ok(_) => {
                 outcome.acknowledged += 1;
@@ -450,6 +463,139 @@ async fn prepare_consumer(plan: &LoadPlan, consumer_index: u32) -> Result<(Consu
             .await?;
     }
     Ok((consumer, partitions))
+}
+
+/// Reads the topic as it is, with no producers: every consumer reads its partitions from their
+/// first retained record to the log end they had when the run started, as fast as it can.
+///
+/// This measures a consumer alone: from the tail cache when the topic fits in it (a topic just
+/// written by `weir bench --keep-topic`), else from the segment files. The records are checked
+/// as bench messages of up to `producers_max` producers (sequences in order per partition and
+/// producer); end-to-end latency means nothing for records written before the run and is not
+/// recorded. A consumer that sees nothing new for `drain_timeout` stops and counts the records
+/// it did not reach as lost.
+pub async fn read_existing(
+    plan: &LoadPlan,
+    producers_max: u32,
+    progress: Arc<Progress>,
+) -> Result<LoadOutcome> {
+    let mut readers = Vec::new();
+    for consumer_index in 0..plan.consumers {
+        readers.push(prepare_reader(plan, consumer_index).await?);
+    }
+    let epoch = Instant::now();
+    let tasks: Vec<_> = readers
+        .into_iter()
+        .map(|(consumer, ends)| {
+            let partitions: Vec<u32> = ends.iter().map(|&(partition, _)| partition).collect();
+            let streams = ConsumerStreams::new(&partitions, plan.partitions, producers_max);
+            tokio::spawn(run_reader(
+                consumer,
+                plan.topic.clone(),
+                ends,
+                streams,
+                epoch,
+                plan.drain_timeout,
+                progress.clone(),
+            ))
+        })
+        .collect();
+    let mut consume = ConsumeOutcome {
+        received: 0,
+        in_order: 0,
+        duplicated: 0,
+        lost: 0,
+        foreign: 0,
+        elapsed: Duration::ZERO,
+        latency_ns: latency_histogram(),
+    };
+    for task in tasks {
+        let result = task.await.context("a consumer task panicked")??;
+        consume.received += result.received;
+        consume.in_order += result.in_order;
+        consume.duplicated += result.duplicated;
+        consume.lost += result.lost;
+        consume.foreign += result.foreign;
+        consume.elapsed = consume.elapsed.max(result.elapsed);
+    }
+    Ok(LoadOutcome {
+        produce: ProduceOutcome {
+            sent: 0,
+            acknowledged: 0,
+            failed: 0,
+            first_error: None,
+            elapsed: Duration::ZERO,
+            latency_ns: latency_histogram(),
+        },
+        consume: Some(consume),
+    })
+}
+
+/// Connects reader `consumer_index`, assigns its partitions, and positions each at its first
+/// retained record; returns the consumer and each partition's log end offset at this moment.
+async fn prepare_reader(
+    plan: &LoadPlan,
+    consumer_index: u32,
+) -> Result<(Consumer, Vec<(u32, i64)>)> {
+    let (mut consumer, partitions) = prepare_consumer(plan, consumer_index).await?;
+    let mut ends = Vec::with_capacity(partitions.len());
+    for &partition in &partitions {
+        let end = consumer
+            .position(&plan.topic, partition)
+            .context("an assigned partition has a position after a seek")?;
+        consumer
+            .seek(&plan.topic, partition, SeekTo::Earliest)
+            .await?;
+        ends.push((partition, end));
+    }
+    Ok((consumer, ends))
+}
+
+async fn run_reader(
+    mut consumer: Consumer,
+    topic: String,
+    ends: Vec<(u32, i64)>,
+    mut streams: ConsumerStreams,
+    epoch: Instant,
+    idle_timeout: Duration,
+    progress: Arc<Progress>,
+) -> Result<ConsumeOutcome> {
+    let mut last_received = Duration::ZERO;
+    let mut last_progress = Instant::now();
+    let remaining = |consumer: &Consumer| -> u64 {
+        ends.iter()
+            .map(|&(partition, end)| {
+                let position = consumer.position(&topic, partition).unwrap_or(0);
+                u64::try_from(end - position).unwrap_or(0)
+            })
+            .sum()
+    };
+    while remaining(&consumer) > 0 && last_progress.elapsed() < idle_timeout {
+        let records = consumer.poll(Duration::from_millis(POLL_MS_MAX)).await?;
+        if records.is_empty() {
+            continue;
+        }
+        for record in &records {
+            streams.observe(
+                record.partition,
+                record.value.as_deref().unwrap_or_default(),
+            );
+        }
+        last_progress = Instant::now();
+        last_received = Duration::from_nanos(nanoseconds_since(epoch));
+        progress
+            .consumed
+            .fetch_add(records.len() as u64, Ordering::Relaxed);
+    }
+    Ok(ConsumeOutcome {
+        received: streams.received,
+        in_order: streams.in_order,
+        duplicated: streams.duplicated,
+        lost: streams.skipped + remaining(&consumer),
+        foreign: streams.foreign,
+        elapsed: last_received,
+        latency_ns: latency_histogram(),
+    })
 }
 
 /// The next expected sequence of every (partition, producer) stream one consumer reads.

@@ -68,6 +68,13 @@ pub struct BenchArgs {
     /// Keep the topic the run created.
     #[arg(long)]
     pub keep_topic: bool,
+    /// Produce nothing: `--consumers` consumers read the existing `--topic` from its first
+    /// record to the end it has when the run starts, as fast as they can (a consumer alone, from
+    /// the tail cache when the topic fits in it). The topic must hold `weir bench` messages, for
+    /// example from a run with `--keep-topic`; end-to-end latency is not measured.
+    #[arg(long, requires = "topic",
+          conflicts_with_all = ["producers", "messages", "duration_s", "rate", "acks", "mode"])]
+    pub read_existing: bool,
     /// The partitions of the topic the run creates [default: 1].
     #[arg(long, value_name = "COUNT", value_parser = clap::value_parser!(u32).range(1..))]
     pub partitions: Option<u32>,
@@ -151,6 +158,9 @@ impl BenchArgs {
                 "--mode pinned needs --producers ({}) ≤ the topic's partitions ({partitions})",
                 self.producers
             ));
+        }
+        if self.read_existing && self.consumers == 0 {
+            return Err("--read-existing needs at least one consumer".to_string());
         }
         if self.consumers > partitions {
             return Err(format!(
@@ -432,7 +442,11 @@ async fn run_on_topic(
         broker: broker.to_string(),
         topic: topic.to_string(),
         partitions,
-        producers: args.producers,
+        producers: if args.read_existing {
+            0
+        } else {
+            args.producers
+        },
         consumers: args.consumers,
         message_bytes: args.message_bytes as usize,
         producer_config: args.producer_config(),
@@ -459,7 +473,11 @@ async fn run_on_topic(
     });
     let generator_before = probe::read_cpu_ticks(std::process::id()).ok();
     let started = Instant::now();
-    let outcome = load::run(&plan, progress).await;
+    let outcome = if args.read_existing {
+        load::read_existing(&plan, PRODUCERS_MAX, progress).await
+    } else {
+        load::run(&plan, progress).await
+    };
     let wall = started.elapsed();
     let generator_after = probe::read_cpu_ticks(std::process::id()).ok();
     let _ = stop_ticker.send(());
@@ -565,7 +583,11 @@ fn summarise(
         .cpu_ticks
         .zip(after.cpu_ticks)
         .map(|(before, after)| ticks_to_seconds(after.saturating_sub(before)));
-    let records = outcome.produce.acknowledged;
+    // Records the broker handled: produced, or read when nothing was produced.
+    let records = match &outcome.consume {
+        Some(consume) if outcome.produce.sent == 0 => consume.received,
+        _ => outcome.produce.acknowledged,
+    };
     let cpu_s_per_million_records = cpu_s
         .filter(|_| records > 0)
         .map(|seconds| seconds / records as f64 * 1e6);

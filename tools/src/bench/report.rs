@@ -193,7 +193,8 @@ pub fn write_table(
         "", "messages", "MB/s", "records/s", "seconds"
     )?;
     let sides = [
-        ("produce", Some(&summary.produce)),
+        // A run that only read (`--read-existing`) has no produce side.
+        ("produce", (summary.sent > 0).then_some(&summary.produce)),
         ("consume", summary.consume.as_ref()),
     ];
     for (name, throughput) in sides {

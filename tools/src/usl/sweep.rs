@@ -222,6 +222,7 @@ impl UslSweepArgs {
         BenchArgs {
             topic: None,
             keep_topic: false,
+            read_existing: false,
             partitions: Some(plan.partitions),
             flush: self.flush,
             producers: plan.producers,
