@@ -38,7 +38,7 @@ use crate::notify::{Latch, Signal};
 use crate::offsets::{CommitKey, CommitValue, OffsetTable};
 use crate::owner;
 use crate::partition::{self, Partition, PartitionKey, Producers};
-use crate::peers::{Envelope, Inbox, Peers};
+use crate::peers::{self, Envelope, Inbox, Peers};
 use crate::producer_ids::{self, ProducerIds};
 use crate::producer_state::{encode_snapshot, ProducerTableConfig};
 use crate::runtime::{Command, Event, ShardSetup};
@@ -211,6 +211,75 @@ impl Shard {
     /// Milliseconds since the shard started, from the monotonic clock: the coordinator's time.
     pub fn clock_ms(&self) -> u64 {
         u64::try_from(self.clock_origin.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+
+    /// A shard with no partitions open yet (an empty catalog).
+    fn new(
+        id: usize,
+        config: Arc<Config>,
+        addresses: Arc<Addresses>,
+        peers: Peers<PeerRequest, PeerReply>,
+    ) -> Shard {
+        let request_memory = Rc::new(Semaphore::new(config.produce_memory_bytes_max));
+        let config_groups = config.groups;
+        Shard {
+            id,
+            config,
+            addresses,
+            metrics: ShardMetrics::default(),
+            peers,
+            draining: Latch::default(),
+            request_memory,
+            connection_closed: Signal::default(),
+            heap_trim: HeapTrim::default(),
+            catalog: RefCell::new(Arc::new(Catalog::default())),
+            catalog_lock: Semaphore::new(1),
+            catalog_write_lock: Semaphore::new(1),
+            partitions: RefCell::new(HashMap::new()),
+            offset_tables: RefCell::new(HashMap::new()),
+            watches: RefCell::new(HashMap::new()),
+            next_watch_id: Cell::new(0),
+            groups: RefCell::new(Coordinator::new(config_groups, member_id_seed(id))),
+            join_waiters: RefCell::new(HashMap::new()),
+            clock_origin: Instant::now(),
+            producer_ids: RefCell::new(None),
+            producer_ids_lock: Semaphore::new(1),
+        }
+    }
+
+    /// The only shard of a one-shard broker, with the partitions of `catalog` open under
+    /// `config.data_dir`, but no listeners, no peers and no background tasks (maintenance,
+    /// interval flushes): for driving [`crate::handlers::handle`] in-process, as the criterion
+    /// benches of the produce and fetch paths do. Call it on a glommio executor; `config.cores`
+    /// must be 1, so that every partition is this shard's. Retention runs only when the caller
+    /// calls [`Shard::maintain`].
+    pub async fn standalone(
+        config: Arc<Config>,
+        catalog: Catalog,
+    ) -> Result<Rc<Shard>, ShardError> {
+        assert_eq!(
+            config.cores, 1,
+            "a standalone shard is the broker's only one"
+        );
+        // A mesh of one shard: this shard's ends, with no channel in them.
+        let ends = peers::mesh(1, 1).remove(0);
+        let (peers, _inbox) = Peers::connect(0, ends).await;
+        let addresses = Arc::new(Addresses {
+            listen: config.listen,
+            shards: vec![config.listen],
+            metrics: config.metrics_listen,
+        });
+        let shard = Rc::new(Shard::new(0, config, addresses, peers));
+        let failures = shard
+            .apply_catalog(Arc::new(catalog))
+            .await
+            .unwrap_or_default();
+        if failures.is_empty() {
+            Ok(shard)
+        } else {
+            shard.close_partitions().await;
+            Err(ShardError::PartitionsNotOpened(failures))
+        }
     }
 
     /// The number of shards in the broker.
@@ -718,31 +787,7 @@ pub async fn run(setup: ShardSetup) -> Result<(), ShardError> {
         events,
     } = setup;
     let (peers, inbox) = Peers::connect(id, peers).await;
-    let config_groups = config.groups;
-    let request_memory = Rc::new(Semaphore::new(config.produce_memory_bytes_max));
-    let shard = Rc::new(Shard {
-        id,
-        config,
-        addresses,
-        metrics: ShardMetrics::default(),
-        peers,
-        draining: Latch::default(),
-        request_memory,
-        connection_closed: Signal::default(),
-        heap_trim: HeapTrim::default(),
-        groups: RefCell::new(Coordinator::new(config_groups, member_id_seed(id))),
-        join_waiters: RefCell::new(HashMap::new()),
-        clock_origin: Instant::now(),
-        catalog: RefCell::new(Arc::new(Catalog::default())),
-        catalog_lock: Semaphore::new(1),
-        catalog_write_lock: Semaphore::new(1),
-        partitions: RefCell::new(HashMap::new()),
-        offset_tables: RefCell::new(HashMap::new()),
-        watches: RefCell::new(HashMap::new()),
-        next_watch_id: Cell::new(0),
-        producer_ids: RefCell::new(None),
-        producer_ids_lock: Semaphore::new(1),
-    });
+    let shard = Rc::new(Shard::new(id, config, addresses, peers));
     // Peers must be served while partitions open: another shard may already ask for metrics.
     let inbox_tasks = spawn_inbox(&shard, inbox);
     // A partition that does not open at start is not served as an error to clients: the broker
