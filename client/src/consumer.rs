@@ -5,7 +5,8 @@
 //! assigned partition, the position: the offset of the next record to hand out. [`Consumer::poll`]
 //! sends one Fetch per owning shard address covering all the partitions that shard owns, with
 //! long polling (`fetch_max_wait_ms`, `fetch_min_bytes`); a fetch not answered when a poll times
-//! out stays in flight and serves the next poll. Invariants:
+//! out stays in flight and serves the next poll, and a poll that returns records first starts
+//! the next fetch from the advanced positions, so it overlaps the caller's processing. Invariants:
 //! - at most one fetch is in flight per shard address, so in-flight fetches are bounded by the
 //!   number of shards and their bytes by `fetch_bytes_max` each;
 //! - records come out per partition in offset order, each once: a fetch starting inside a batch
@@ -570,6 +571,7 @@ impl Consumer {
                 })?;
                 let records = self.apply(outcome).await?;
                 if !records.is_empty() {
+                    self.prefetch();
                     return Ok(records);
                 }
             }
@@ -1099,6 +1101,15 @@ impl Consumer {
             }
         }
         Ok(())
+    }
+
+    /// Starts the next fetches from the positions just advanced, before the records go to the
+    /// caller: the round trip then overlaps the caller's processing instead of following it.
+    /// Each waits up to `fetch_max_wait_ms` on the broker; the next `poll` takes its answer
+    /// (an answer for a position the caller moved away from with `seek` is dropped).
+    fn prefetch(&mut self) {
+        let wait = Duration::from_millis(u64::from(self.config.fetch_max_wait_ms));
+        self.start_fetches(Instant::now() + wait);
     }
 
     /// Starts a fetch to every owning shard address that has none in flight and is not backing
