@@ -5,7 +5,9 @@
 //! connections or was forwarded by another shard. Invariants: a produce is acknowledged only
 //! after `PartitionLog::append` returned for every batch of the entry (so under `flush = always`
 //! the data is fdatasynced); batches are validated with `weir_proto::batch` before any of an
-//! entry's batches is appended, so an entry is all-or-nothing for invalid input; a fetch never
+//! entry's batches is appended, so an entry is all-or-nothing for invalid input (an entry of one
+//! batch without producer fields, the common case, is validated by `PartitionLog::append`
+//! itself, which refuses it whole, so its CRC is computed once); a fetch never
 //! copies batch bytes (it hands out the storage `Bytes`); a committed offset enters the
 //! in-memory table only after its record is durable in `__offsets`; a batch of an idempotent
 //! producer is checked against the partition's producer table before it is appended and
@@ -16,8 +18,10 @@ use std::rc::Rc;
 use std::time::Instant;
 
 use bytes::Bytes;
-use tracing::{error, warn};
-use weir_proto::batch::{BatchError, BatchHeader, BatchIter, BatchLimits, BATCH_HEADER_BYTES};
+use tracing::{debug, error, warn};
+use weir_proto::batch::{
+    peek_batch_size, BatchError, BatchHeader, BatchIter, BatchLimits, BATCH_HEADER_BYTES,
+};
 use weir_proto::wire::{
     DescribedPartition, ErrorCode, FetchPartition, FetchPartitionResult, FetchRecords,
     ListOffsetsPartition, ListOffsetsPartitionResult, OffsetCommitPartitionResult,
@@ -157,6 +161,26 @@ pub fn split_batches(records: &Bytes, limits: &BatchLimits) -> Result<Vec<Bytes>
     Ok(batches)
 }
 
+/// The entry's records as its only batch, when its header says the records are exactly one
+/// batch within the size limit; `None` otherwise (several batches, or bytes to refuse).
+///
+/// The batch's header and CRC are not checked here: `PartitionLog::append` checks them before
+/// it admits the batch, with the same errors [`split_batches`] would give, and refuses it whole,
+/// so checking here too would compute the CRC of every produced byte twice.
+fn single_batch(records: &Bytes, limits: &BatchLimits) -> Option<Bytes> {
+    match peek_batch_size(records, limits) {
+        Ok(Some(size_bytes)) if size_bytes == records.len() => Some(records.clone()),
+        _ => None,
+    }
+}
+
+/// Whether `batch`'s header carries an idempotent producer's id, epoch and sequence.
+fn has_producer_fields(batch: &[u8]) -> bool {
+    BatchHeader::view(batch)
+        .and_then(ProducerBatch::from_header)
+        .is_some()
+}
+
 /// Appends every entry to its partition (partitions concurrently, batches of one entry in order).
 pub async fn produce(
     shard: &Rc<Shard>,
@@ -192,7 +216,12 @@ async fn produce_entry(shard: &Rc<Shard>, entry: ProducePartition) -> ProducePar
     // Split, then let go of the entry's handle on the frame: a batch that is the last handle on
     // its bytes is appended without a copy (`PartitionLog::append`).
     let records = entry.records;
-    let split = split_batches(&records, &limits);
+    let split = match single_batch(&records, &limits) {
+        // A batch with producer fields is checked against the producer table before it is
+        // appended, so its CRC is checked first, by the split.
+        Some(batch) if !has_producer_fields(&batch) => Ok(vec![batch]),
+        _ => split_batches(&records, &limits),
+    };
     drop(records);
     let batches = match split {
         Ok(batches) => batches,
@@ -225,6 +254,17 @@ async fn produce_entry(shard: &Rc<Shard>, entry: ProducePartition) -> ProducePar
                 .record_in(&partition.topic.name, bytes, records);
             result.base_offset = base_offset;
             result.log_start_offset = log_start_offset;
+        }
+        // A batch the log refused as invalid is the producer's error, not the broker's.
+        Err(error @ AppendError::InvalidBatch(_)) => {
+            debug!(
+                topic = %partition.topic.name,
+                partition = partition.index,
+                %error,
+                "produced batch refused"
+            );
+            result.error_code = append_error_code(&error);
+            result.error_message = error.to_string();
         }
         Err(error) => {
             error!(
