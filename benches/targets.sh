@@ -14,13 +14,19 @@
 #   produce-always      as produce-never with flush=always
 #   fio (after)
 #   produce-consume     as produce-never with one consumer reading while the producer writes
-#                       (weir bench positions consumers at the log end before the first send and
-#                       cannot read an existing topic from its start, so this is produce+consume)
+#                       (shown, not a target: it is bound by the produce side)
 #   tcp-copy (after)
-#   half-rate           as produce-consume, open loop at half of produce-never's records/s
+#   half-rate           as produce-consume, open loop at half of produce-never's records/s, with
+#                       --linger-ms 1: a 5 ms linger alone puts p50 above the 2 ms target
+#   consume-fill        on a second broker with a tail cache of WEIR_TARGETS_TAIL_CACHE_BYTES:
+#                       produce WEIR_TARGETS_CONSUME_MESSAGES into a kept topic (not a target)
+#   consume             weir bench --read-existing: one consumer alone reads that topic from its
+#                       start, from the tail cache
 #   cpu-1, cpu-1000     produce only, open loop at WEIR_TARGETS_CPU_RATE messages/s in all,
-#                       1 and 1,000 partitions (one producer rotating over all of them), on a
-#                       second broker started with 8 MiB segments (preallocated per partition)
+#                       1 and 1,000 partitions (one producer rotating over all of them), batches
+#                       of at most WEIR_TARGETS_CPU_BATCH_RECORDS records and a 2 s linger, so
+#                       both runs send batches of the same size; on a third broker started with
+#                       8 MiB segments (preallocated per partition)
 #
 # then prints one line per target: `measured / limit = ratio (target ...) met|missed`.
 # Limits measured twice (tcp-copy, fio) are the mean of the two runs; the drift is printed.
@@ -36,7 +42,11 @@
 #   WEIR_TARGETS_DURABLE_MESSAGES  messages of the flush=always run; fio writes as many
 #                           bytes [default: 1000000]
 #   WEIR_TARGETS_OPEN_S     seconds of each open-loop run [default: 10]
-#   WEIR_TARGETS_CPU_RATE   messages/s of both CPU runs [default: 20000]
+#   WEIR_TARGETS_CONSUME_MESSAGES  messages the consumer-alone run reads [default: 1000000]
+#   WEIR_TARGETS_TAIL_CACHE_BYTES  the consume broker's tail cache per shard; must hold
+#                           the consume run's topic [default: 1342177280]
+#   WEIR_TARGETS_CPU_RATE   messages/s of both CPU runs [default: 40000]
+#   WEIR_TARGETS_CPU_BATCH_RECORDS  records per batch in both CPU runs [default: 40]
 #   WEIR_TARGETS_CPU_SEGMENT_BYTES  segment size of the CPU runs' broker: every partition's
 #                           active segment is preallocated to it [default: 8388608]
 #   WEIR_TARGETS_TCP_MIB    MiB of each tcp-copy [default: 2048]
@@ -48,7 +58,13 @@ cd "$root"
 messages=${WEIR_TARGETS_MESSAGES:-2000000}
 durable_messages=${WEIR_TARGETS_DURABLE_MESSAGES:-1000000}
 open_s=${WEIR_TARGETS_OPEN_S:-10}
-cpu_rate=${WEIR_TARGETS_CPU_RATE:-20000}
+consume_messages=${WEIR_TARGETS_CONSUME_MESSAGES:-1000000}
+tail_cache_bytes=${WEIR_TARGETS_TAIL_CACHE_BYTES:-1342177280}
+cpu_rate=${WEIR_TARGETS_CPU_RATE:-40000}
+cpu_batch_records=${WEIR_TARGETS_CPU_BATCH_RECORDS:-40}
+# A batch holds at most this many 1 KiB bench records: the producer reserves 61 bytes of batch
+# header and at most 1024 + 36 bytes of framing and value, plus the key, per record.
+cpu_batch_bytes=$((61 + cpu_batch_records * 1075))
 tcp_mib=${WEIR_TARGETS_TCP_MIB:-2048}
 message_bytes=1024
 batch_bytes_max=1048576
@@ -135,8 +151,8 @@ bench() {
     local name=$1
     shift
     "$bin/weir" --broker "$listen" bench --ready-file "$ready" --quiet \
-        --message-bytes "$message_bytes" --batch-bytes-max "$batch_bytes_max" --producers 1 \
-        --json "$scratch/$name.json" "$@" >"$scratch/$name.txt" 2>&1 || {
+        --message-bytes "$message_bytes" --json "$scratch/$name.json" "$@" \
+        >"$scratch/$name.txt" 2>&1 || {
         echo "weir bench $name failed:" >&2
         tail -c 4000 "$scratch/$name.txt" >&2
         exit 1
@@ -146,12 +162,16 @@ import json, sys
 report = json.load(open(sys.argv[1]))
 summary, histograms = report["summary"], report["histograms"]
 options = report["config"]["options"]
-parts = [f"{sys.argv[2]}: {report['config']['partitions']} partition(s), flush={report['config']['flush']}",
-         f"rate={options['rate'] or 'closed loop'}",
-         f"produce {summary['produce']['messages']} msgs {summary['produce']['megabytes_per_s']:.1f} MB/s "
-         f"{summary['produce']['records_per_s']:.0f} rec/s"]
+parts = [f"{sys.argv[2]}: {report['config']['partitions']} partition(s), flush={report['config']['flush']}"]
+if options["read_existing"]:
+    parts.append("read existing")
+else:
+    parts += [f"rate={options['rate'] or 'closed loop'}, linger {options['linger_ms']} ms, "
+              f"batch <= {options['batch_bytes_max']} B",
+              f"produce {summary['produce']['messages']} msgs {summary['produce']['megabytes_per_s']:.1f} MB/s "
+              f"{summary['produce']['records_per_s']:.0f} rec/s"]
 if summary.get("consume"):
-    parts.append(f"consume {summary['consume']['megabytes_per_s']:.1f} MB/s")
+    parts.append(f"consume {summary['consume']['messages']} msgs {summary['consume']['megabytes_per_s']:.1f} MB/s")
 if histograms.get("end_to_end"):
     e2e = histograms["end_to_end"]
     parts.append(f"e2e p50 {e2e['p50_us'] / 1e3:.2f} ms p99 {e2e['p99_us'] / 1e3:.2f} ms")
@@ -182,27 +202,39 @@ print(f"  {sys.argv[2]}: {write['io_bytes'] / 2**20:.0f} MiB in {write['runtime'
 EOF
 }
 
-echo "runs (1 KiB messages, batch-bytes-max 1 MiB, 1 producer, linger 5 ms, acks=leader):"
+echo "runs (1 KiB messages, 1 producer, acks=leader; batch-bytes-max 1 MiB and linger 5 ms unless shown):"
 start_broker broker-default
 tcp_copy tcp-before
-bench produce-never --partitions 1 --flush never --consumers 0 --messages "$messages"
+big=(--batch-bytes-max "$batch_bytes_max" --producers 1)
+bench produce-never "${big[@]}" --partitions 1 --flush never --consumers 0 --messages "$messages"
 fio_write fio-before
-bench produce-always --partitions 1 --flush always --consumers 0 --messages "$durable_messages"
+bench produce-always "${big[@]}" --partitions 1 --flush always --consumers 0 \
+    --messages "$durable_messages"
 fio_write fio-after
-bench produce-consume --partitions 1 --flush never --consumers 1 --messages "$messages"
+bench produce-consume "${big[@]}" --partitions 1 --flush never --consumers 1 \
+    --messages "$messages"
 tcp_copy tcp-after
 max_records_per_s=$(json_get "$scratch/produce-never.json" summary.produce.records_per_s)
 half_rate=$(python3 -c "import sys; print(max(1, int(float(sys.argv[1]) / 2)))" "$max_records_per_s")
-bench half-rate --partitions 1 --flush never --consumers 1 --rate "$half_rate" \
-    --messages $((half_rate * open_s))
+bench half-rate "${big[@]}" --linger-ms 1 --partitions 1 --flush never --consumers 1 \
+    --rate "$half_rate" --messages $((half_rate * open_s))
+# A consumer alone reads a topic written before it starts, held whole in the tail cache.
+stop_broker
+start_broker broker-tail-cache --tail-cache-bytes-max "$tail_cache_bytes"
+bench consume-fill "${big[@]}" --partitions 1 --flush never --consumers 0 \
+    --messages "$consume_messages" --keep-topic
+consume_topic=$(json_get "$scratch/consume-fill.json" config.topic)
+bench consume --topic "$consume_topic" --read-existing --consumers 1
 # The active segment of every partition is preallocated to the segment size, 1 GiB by default:
-# 1,000 of them would need 1 TB. Both CPU runs use a broker with small segments.
+# 1,000 of them would need 1 TB. Both CPU runs use a broker with small segments. The unacked
+# bound must hold every record lingering in 1,000 partitions' open batches.
 stop_broker
 start_broker broker-small-segments --default-segment-bytes-max "$cpu_segment_bytes"
-bench cpu-1 --partitions 1 --flush never --consumers 0 --rate "$cpu_rate" \
-    --messages $((cpu_rate * open_s))
-bench "cpu-$many_partitions" --partitions "$many_partitions" --flush never --consumers 0 \
+small=(--batch-bytes-max "$cpu_batch_bytes" --linger-ms 2000 --unacked-messages-max 1000000)
+bench cpu-1 "${small[@]}" --producers 1 --partitions 1 --flush never --consumers 0 \
     --rate "$cpu_rate" --messages $((cpu_rate * open_s))
+bench "cpu-$many_partitions" "${small[@]}" --producers 1 --partitions "$many_partitions" \
+    --flush never --consumers 0 --rate "$cpu_rate" --messages $((cpu_rate * open_s))
 
 # --- the targets ----------------------------------------------------------------------------
 echo "targets:"
@@ -229,7 +261,8 @@ tcp, tcp_drift = mean_with_drift(load("tcp-before")["megabytes_per_second"],
 fio, fio_drift = mean_with_drift(fio_mb_s("fio-before"), fio_mb_s("fio-after"))
 print(f"  limits: tcp-copy mean {tcp:.1f} MB/s (drift {tcp_drift:+.1f}%), "
       f"fio mean {fio:.1f} MB/s (drift {fio_drift:+.1f}%)")
-runs = ["produce-never", "produce-always", "produce-consume", "half-rate", "cpu-1", f"cpu-{many}"]
+runs = ["produce-never", "produce-always", "produce-consume", "half-rate", "consume-fill", "consume",
+        "cpu-1", f"cpu-{many}"]
 reports = {name: load(name) for name in runs}
 summary = {name: report["summary"] for name, report in reports.items()}
 
@@ -237,12 +270,14 @@ line("produce flush=never MB/s vs tcp-copy",
      summary["produce-never"]["produce"]["megabytes_per_s"], tcp, "MB/s", True, 0.5)
 line("produce flush=always MB/s vs fio",
      summary["produce-always"]["produce"]["megabytes_per_s"], fio, "MB/s", True, 0.6)
-line("consume (produce+consume, tail) MB/s vs tcp-copy",
-     summary["produce-consume"]["consume"]["megabytes_per_s"], tcp, "MB/s", True, 0.6)
+line("consume (one consumer alone, tail cache) MB/s vs tcp-copy",
+     summary["consume"]["consume"]["megabytes_per_s"], tcp, "MB/s", True, 0.6)
 half = reports["half-rate"]
 line(f"end-to-end p99 at {half['config']['options']['rate']} msg/s (half of max) vs 2 ms",
      half["histograms"]["end_to_end"]["p99_us"] / 1e3, 2.0, "ms", False, 1.0)
-line(f"broker CPU per record, {many} partitions vs 1, {reports['cpu-1']['config']['options']['rate']} msg/s",
+cpu_options = reports["cpu-1"]["config"]["options"]
+line(f"broker CPU per record, {many} partitions vs 1, {cpu_options['rate']} msg/s, "
+     f"batches <= {cpu_options['batch_bytes_max']} B",
      summary[f"cpu-{many}"]["broker"]["cpu_s_per_million_records"],
      summary["cpu-1"]["broker"]["cpu_s_per_million_records"], "s/M", False, 1.25)
 forwarded = [summary[name]["broker"]["forwarded_requests_delta"] for name in runs]

@@ -77,6 +77,8 @@ pub struct LoadPlan {
     pub unacked_messages_max: usize,
     /// How long consumers wait for missing messages after the producers are done.
     pub drain_timeout: Duration,
+    /// The most bytes one fetch returns per partition.
+    pub partition_fetch_bytes_max: u32,
 }
 
 /// Counters the progress display reads while the load runs.
@@ -450,6 +452,10 @@ async fn prepare_consumer(plan: &LoadPlan, consumer_index: u32) -> Result<(Consu
     let cluster = connect(&plan.broker, &format!("consumer-{consumer_index}")).await?;
     let config = ConsumerConfig {
         fetch_max_wait_ms: u32::try_from(POLL_MS_MAX).unwrap_or(u32::MAX),
+        partition_fetch_bytes_max: plan.partition_fetch_bytes_max,
+        fetch_bytes_max: plan
+            .partition_fetch_bytes_max
+            .max(ConsumerConfig::default().fetch_bytes_max),
         ..ConsumerConfig::default()
     };
     let mut consumer = Consumer::new(cluster, config);

@@ -45,6 +45,8 @@ pub const CONSUMERS_MAX: u32 = 1_024;
 pub const MESSAGE_BYTES_MAX: u32 = 16 * 1024 * 1024;
 /// The messages run when neither `--messages` nor `--duration-s` is given.
 pub const MESSAGES_DEFAULT: u64 = 100_000;
+/// The default `--partition-fetch-bytes-max`: eight 1,000-record batches of 1 KiB records.
+pub const PARTITION_FETCH_BYTES_MAX_DEFAULT: u32 = 8 * 1024 * 1024;
 /// How often the progress bar is redrawn.
 const PROGRESS_INTERVAL: Duration = Duration::from_millis(250);
 
@@ -128,6 +130,12 @@ pub struct BenchArgs {
     /// How long consumers wait for missing messages after the producers finish.
     #[arg(long, default_value_t = 30, value_name = "SECONDS")]
     pub drain_timeout_s: u64,
+    /// The most bytes one fetch returns per partition (the consumer's
+    /// `partition_fetch_bytes_max`, whose client default of 1 MiB holds a single batch of
+    /// 1,000 1 KiB records, so each batch would cost a round trip).
+    #[arg(long, default_value_t = PARTITION_FETCH_BYTES_MAX_DEFAULT, value_name = "BYTES",
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub partition_fetch_bytes_max: u32,
     /// Also write configuration, environment, summary and percentiles as JSON to this file.
     #[arg(long, value_name = "FILE")]
     pub json: Option<PathBuf>,
@@ -456,6 +464,7 @@ async fn run_on_topic(
         keys: Arc::new(keys),
         unacked_messages_max: args.unacked_messages_max as usize,
         drain_timeout: Duration::from_secs(args.drain_timeout_s),
+        partition_fetch_bytes_max: args.partition_fetch_bytes_max,
     };
 
     let probes = resolve_probes(args);

@@ -237,6 +237,7 @@ impl UslSweepArgs {
             unacked_messages_max: UNACKED_MESSAGES_MAX,
             mode: plan.mode,
             drain_timeout_s: DRAIN_TIMEOUT_S,
+            partition_fetch_bytes_max: bench::PARTITION_FETCH_BYTES_MAX_DEFAULT,
             json: None,
             metrics_url: if started_broker {
                 None
