@@ -41,7 +41,7 @@ use weir_proto::wire::{
 
 use crate::handlers;
 use crate::metrics;
-use crate::net::write_all_vectored;
+use crate::net::{self, write_all_vectored};
 use crate::shard::Shard;
 
 /// Capacity of a connection's read buffer between frames, and the most bytes read per call when
@@ -433,6 +433,18 @@ async fn fill(
         } else {
             wanted.max(start + READ_BUFFER_BYTES_IDLE)
         };
+        // What the socket already holds goes straight into the spare capacity, unzeroed.
+        buffer.reserve(target_len - start);
+        match net::recv_available(reader.fd, buffer, target_len - start) {
+            Ok(0) => return Ok(false),
+            Ok(_) => continue,
+            Err(error) if error.kind() == io::ErrorKind::Interrupted => continue,
+            Err(error) if error.kind() != io::ErrorKind::WouldBlock => return Err(error),
+            Err(_) => {}
+        }
+        // Nothing there yet: wait for it with glommio's read, into a zeroed region of at most
+        // the idle size (the rest of a large frame comes through the path above).
+        let target_len = target_len.min(start + READ_BUFFER_BYTES_IDLE);
         buffer.resize(target_len, 0);
         let idle = start == 0;
         let read = async { Some(reader.read(&mut buffer[start..]).await) };

@@ -1,5 +1,5 @@
-//! Sockets: binding every listener before the shards start, the ready file, and vectored writes
-//! on glommio streams.
+//! Sockets: binding every listener before the shards start, the ready file, vectored writes on
+//! glommio streams, and reads of what a socket already holds into a buffer's spare capacity.
 //!
 //! This module owns the broker's addresses. Invariants: all shared listeners are bound to the same
 //! port with SO_REUSEPORT (so the kernel spreads new connections over the shards); shard `i`'s
@@ -14,7 +14,7 @@ use std::net::SocketAddr;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::Path;
 
-use bytes::Bytes;
+use bytes::{BufMut, Bytes, BytesMut};
 use futures_lite::AsyncWriteExt;
 use socket2::{Domain, Protocol, Socket, Type};
 
@@ -247,6 +247,36 @@ pub async fn write_all_vectored<W: futures_lite::AsyncWrite + AsRawFd + Unpin>(
         }
     }
     Ok(())
+}
+
+/// Reads what the socket `fd` holds now, without waiting, into `buffer`'s spare capacity: at
+/// most `bytes_max` bytes, and at least one unless the socket has none. Returns the bytes read,
+/// 0 at the end of the stream, or `WouldBlock` when nothing is there yet.
+///
+/// Unlike a read through `AsyncRead`, which needs an initialized slice, the buffer's capacity is
+/// not zeroed first: a 1 MiB produce frame is written once, by the kernel. Needs spare capacity
+/// (`bytes_max` of 0 or a full buffer reads nothing and returns `Ok(0)`, which callers must not
+/// take for the end of the stream: they reserve first).
+pub fn recv_available(fd: i32, buffer: &mut BytesMut, bytes_max: usize) -> io::Result<usize> {
+    let spare = buffer.spare_capacity_mut();
+    let length = spare.len().min(bytes_max);
+    if length == 0 {
+        return Ok(0);
+    }
+    // SAFETY: the pointer and length describe `spare`, memory owned by `buffer` and writable for
+    // `length` bytes; recv writes at most `length` bytes into it and reads none.
+    let received = unsafe {
+        libc::recv(
+            fd,
+            spare.as_mut_ptr().cast::<libc::c_void>(),
+            length,
+            libc::MSG_DONTWAIT,
+        )
+    };
+    let received = usize::try_from(received).map_err(|_| io::Error::last_os_error())?;
+    // SAFETY: recv initialized the first `received` (≤ `length`) bytes of the spare capacity.
+    unsafe { buffer.advance_mut(received) };
+    Ok(received)
 }
 
 fn send_vectored(fd: i32, chunks: &[Bytes], first_offset: usize) -> io::Result<usize> {
