@@ -43,6 +43,8 @@ const VALUE_BYTES: usize = 1_024;
 const FETCH_BATCHES_COUNT: i64 = 16;
 /// Produces between two retention passes in the produce bench.
 const PRODUCES_PER_RETENTION: u64 = 32;
+/// The client address the handler is told the request came from.
+const CLIENT_HOST: &str = "127.0.0.1:1";
 /// The bench topic's name.
 const TOPIC_NAME: &str = "bench";
 
@@ -150,7 +152,7 @@ impl Broker {
     fn handle(&self, header: RequestHeader, body: Bytes) -> Option<Vec<Bytes>> {
         let shard = Rc::clone(&self.shard);
         self.executor
-            .run(async move { handlers::handle(&shard, header, body).await })
+            .run(async move { handlers::handle(&shard, header, body, CLIENT_HOST).await })
     }
 }
 
