@@ -301,6 +301,28 @@ fn malformed_cases() -> Vec<MalformedCase> {
             },
         },
         MalformedCase {
+            name: "delete groups with a truncated group id",
+            api_key: ApiKey::DeleteGroups,
+            body: cat(&[&[0, 0, 0, 1], &[0, 5], b"bil"]),
+            field: "delete_groups_request.group_ids",
+            kind: |kind| {
+                matches!(
+                    kind,
+                    DecodeErrorKind::Truncated {
+                        needed_bytes: 5,
+                        remaining_bytes: 3
+                    }
+                )
+            },
+        },
+        MalformedCase {
+            name: "delete groups with a huge group count",
+            api_key: ApiKey::DeleteGroups,
+            body: cat(&[&u32_max, &[0; 6]]),
+            field: "delete_groups_request.group_ids",
+            kind: |kind| matches!(kind, DecodeErrorKind::CountTooLarge { .. }),
+        },
+        MalformedCase {
             name: "list groups with a body",
             api_key: ApiKey::ListGroups,
             body: vec![0],
@@ -368,6 +390,12 @@ fn malformed_response_bodies_fail_with_the_expected_typed_error() {
             ApiKey::ApiVersions,
             cat(&[&[0; 4], &[0, 0], &[0, 0], &[1]]),
             "api_versions_response",
+        ),
+        (
+            "delete groups response truncated in an error message",
+            ApiKey::DeleteGroups,
+            cat(&[&[0, 0, 0, 1], &[0, 1], b"g", &[0, 39], &[0, 4], b"no"]),
+            "delete_groups_response.results.error_message",
         ),
         (
             "describe topic config tag 7",
@@ -849,6 +877,7 @@ fn error_codes_have_their_documented_numbers_and_retriability() {
             false,
         ),
         (ErrorCode::GroupsMaxReached, 38, "groups_max_reached", false),
+        (ErrorCode::NonEmptyGroup, 39, "non_empty_group", false),
         (
             ErrorCode::DuplicateSequence,
             40,
@@ -903,6 +932,7 @@ fn api_keys_have_their_documented_numbers() {
         (ApiKey::LeaveGroup, 35),
         (ApiKey::ListGroups, 36),
         (ApiKey::DescribeGroups, 37),
+        (ApiKey::DeleteGroups, 38),
     ];
     assert_eq!(table.len(), ApiKey::ALL.len());
     for (api_key, value) in table {

@@ -224,6 +224,13 @@ fn sample_requests() -> Vec<(&'static str, Request)> {
             }
             .into(),
         ),
+        (
+            "delete_groups",
+            DeleteGroupsRequest {
+                group_ids: vec!["billing".into(), "audit".into()],
+            }
+            .into(),
+        ),
     ]
 }
 
@@ -518,6 +525,24 @@ fn sample_responses() -> Vec<(&'static str, Response)> {
                         lag_ms: 2_000,
                     }],
                 }],
+            }
+            .into(),
+        ),
+        (
+            "delete_groups",
+            DeleteGroupsResponse {
+                results: vec![
+                    DeleteGroupResult {
+                        group_id: "billing".into(),
+                        error_code: ErrorCode::None,
+                        error_message: String::new(),
+                    },
+                    DeleteGroupResult {
+                        group_id: "audit".into(),
+                        error_code: ErrorCode::NonEmptyGroup,
+                        error_message: "group \"audit\" has 2 members".into(),
+                    },
+                ],
             }
             .into(),
         ),

@@ -604,6 +604,22 @@ fn describe_groups_request() -> impl Strategy<Value = DescribeGroupsRequest> {
     vec(text(12), 0..5).prop_map(|group_ids| DescribeGroupsRequest { group_ids })
 }
 
+fn delete_groups_request() -> impl Strategy<Value = DeleteGroupsRequest> {
+    vec(text(12), 0..5).prop_map(|group_ids| DeleteGroupsRequest { group_ids })
+}
+
+fn delete_groups_response() -> impl Strategy<Value = DeleteGroupsResponse> {
+    let result =
+        (text(12), error_code(), text(16)).prop_map(|(group_id, error_code, error_message)| {
+            DeleteGroupResult {
+                group_id,
+                error_code,
+                error_message,
+            }
+        });
+    vec(result, 0..5).prop_map(|results| DeleteGroupsResponse { results })
+}
+
 fn describe_groups_response() -> impl Strategy<Value = DescribeGroupsResponse> {
     let member = (text(12), text(8), text(16), vec(topic_partition(), 0..4)).prop_map(
         |(member_id, client_id, client_host, assignment)| GroupMemberDescription {
@@ -833,6 +849,7 @@ fn any_request() -> impl Strategy<Value = Request> {
         leave_group_request().prop_map(Request::from),
         Just(Request::from(ListGroupsRequest)),
         describe_groups_request().prop_map(Request::from),
+        delete_groups_request().prop_map(Request::from),
     ]
 }
 
@@ -856,6 +873,7 @@ fn any_response() -> impl Strategy<Value = Response> {
         leave_group_response().prop_map(Response::from),
         list_groups_response().prop_map(Response::from),
         describe_groups_response().prop_map(Response::from),
+        delete_groups_response().prop_map(Response::from),
     ]
 }
 
@@ -1056,6 +1074,13 @@ proptest! {
     }
 
     #[test]
+    fn delete_groups_round_trip(request in delete_groups_request(), response in delete_groups_response(),
+                                correlation_id in any::<u32>(), priority in priority(), throttle in any::<u32>()) {
+        check_request(request, correlation_id, priority);
+        check_response(response, correlation_id, throttle);
+    }
+
+    #[test]
     fn error_response_round_trip(api_key in any::<u16>(), api_version in any::<u16>(),
                                  code in error_code().prop_filter("an error", |code| !code.is_none()),
                                  message in text(40), correlation_id in any::<u32>(), throttle in any::<u32>()) {
@@ -1173,6 +1198,7 @@ fn every_api_has_a_round_trip_property() {
         ApiKey::LeaveGroup,
         ApiKey::ListGroups,
         ApiKey::DescribeGroups,
+        ApiKey::DeleteGroups,
     ];
     assert_eq!(ApiKey::ALL, &covered[..]);
 }

@@ -101,6 +101,8 @@ api_keys! {
     ListGroups = 36, "ListGroups", versions: 0..=0, "Lists the consumer groups.";
     DescribeGroups = 37, "DescribeGroups", versions: 0..=0,
         "Groups' members, assignments, committed offsets and lag.";
+    DeleteGroups = 38, "DeleteGroups", versions: 0..=0,
+        "Deletes empty consumer groups and their committed offsets.";
 }
 
 impl std::fmt::Display for ApiKey {

@@ -21,9 +21,9 @@ use super::error_code::ErrorCode;
 use super::fetch::{FetchRequest, FetchResponse};
 use super::frame::encode_frame;
 use super::group::{
-    DescribeGroupsRequest, DescribeGroupsResponse, HeartbeatRequest, HeartbeatResponse,
-    JoinGroupRequest, JoinGroupResponse, LeaveGroupRequest, LeaveGroupResponse, ListGroupsRequest,
-    ListGroupsResponse, SyncGroupRequest, SyncGroupResponse,
+    DeleteGroupsRequest, DeleteGroupsResponse, DescribeGroupsRequest, DescribeGroupsResponse,
+    HeartbeatRequest, HeartbeatResponse, JoinGroupRequest, JoinGroupResponse, LeaveGroupRequest,
+    LeaveGroupResponse, ListGroupsRequest, ListGroupsResponse, SyncGroupRequest, SyncGroupResponse,
 };
 use super::header::{InvalidFlags, RequestHeader, ResponseHeader};
 use super::message::{RequestMessage, ResponseMessage};
@@ -351,6 +351,7 @@ dispatch! {
     LeaveGroup(LeaveGroupRequest, LeaveGroupResponse),
     ListGroups(ListGroupsRequest, ListGroupsResponse),
     DescribeGroups(DescribeGroupsRequest, DescribeGroupsResponse),
+    DeleteGroups(DeleteGroupsRequest, DeleteGroupsResponse),
 }
 
 impl Request {

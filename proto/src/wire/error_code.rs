@@ -138,6 +138,8 @@ error_codes! {
         "The group already has the broker's maximum number of members.";
     GroupsMaxReached = 38, "groups_max_reached", retriable: false,
         "The coordinating shard already holds its configured maximum number of groups.";
+    NonEmptyGroup = 39, "non_empty_group", retriable: false,
+        "DeleteGroups names a group that still has members; only an empty group may be deleted.";
     DuplicateSequence = 40, "duplicate_sequence", retriable: false,
         "Reserved: a retried duplicate batch is answered with success and its original offset instead.";
     OutOfOrderSequence = 41, "out_of_order_sequence", retriable: false,

@@ -1,5 +1,5 @@
-//! The consumer-group membership apis: JoinGroup, SyncGroup, Heartbeat, LeaveGroup, ListGroups
-//! and DescribeGroups (keys 32–37).
+//! The consumer-group membership apis: JoinGroup, SyncGroup, Heartbeat, LeaveGroup, ListGroups,
+//! DescribeGroups and DeleteGroups (keys 32–38).
 //!
 //! This module owns their bodies. Invariants: fields appear on the wire in the order the structs
 //! declare them; a generation is an `i32` where -1 ([`GENERATION_NONE`]) means "not a member"; an
@@ -636,3 +636,79 @@ impl DescribeGroupsResponse {
 }
 
 wire_message!(response DescribeGroupsResponse, ApiKey::DescribeGroups, "describe_groups_response");
+
+/// Deletes empty groups and their committed offsets.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Default)]
+pub struct DeleteGroupsRequest {
+    /// The groups' ids.
+    pub group_ids: Vec<String>,
+}
+
+impl DeleteGroupsRequest {
+    fn write_fields(&self, writer: &mut Writer<'_>) -> Result<(), EncodeError> {
+        write_strings(writer, "delete_groups_request.group_ids", &self.group_ids)
+    }
+
+    fn read_fields(reader: &mut Reader<'_>) -> Result<Self, DecodeError> {
+        Ok(DeleteGroupsRequest {
+            group_ids: read_strings(reader, "delete_groups_request.group_ids")?,
+        })
+    }
+}
+
+wire_message!(request DeleteGroupsRequest, ApiKey::DeleteGroups, "delete_groups_request",
+    response: DeleteGroupsResponse);
+
+/// The outcome of deleting one group.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct DeleteGroupResult {
+    /// The group's id.
+    pub group_id: String,
+    /// `none` when the group and its offsets are gone; `non_empty_group` when it has members,
+    /// `group_id_not_found` when the broker knows no such group.
+    pub error_code: ErrorCode,
+    /// A human-readable explanation when `error_code` is not `none`; else empty.
+    pub error_message: String,
+}
+
+impl Element for DeleteGroupResult {
+    const WIRE_BYTES_MIN: usize = 2 + 2 + 2;
+
+    fn write(&self, writer: &mut Writer<'_>) -> Result<(), EncodeError> {
+        writer.string("delete_groups_response.results.group_id", &self.group_id)?;
+        writer.error_code(self.error_code);
+        writer.string(
+            "delete_groups_response.results.error_message",
+            &self.error_message,
+        )
+    }
+
+    fn read(reader: &mut Reader<'_>) -> Result<Self, DecodeError> {
+        Ok(DeleteGroupResult {
+            group_id: reader.string("delete_groups_response.results.group_id")?,
+            error_code: reader.error_code("delete_groups_response.results.error_code")?,
+            error_message: reader.string("delete_groups_response.results.error_message")?,
+        })
+    }
+}
+
+/// One result per requested group, in the order of the request's ids.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Default)]
+pub struct DeleteGroupsResponse {
+    /// The results.
+    pub results: Vec<DeleteGroupResult>,
+}
+
+impl DeleteGroupsResponse {
+    fn write_fields(&self, writer: &mut Writer<'_>) -> Result<(), EncodeError> {
+        writer.array_of("delete_groups_response.results", &self.results)
+    }
+
+    fn read_fields(reader: &mut Reader<'_>) -> Result<Self, DecodeError> {
+        Ok(DeleteGroupsResponse {
+            results: reader.array_of("delete_groups_response.results")?,
+        })
+    }
+}
+
+wire_message!(response DeleteGroupsResponse, ApiKey::DeleteGroups, "delete_groups_response");

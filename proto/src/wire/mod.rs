@@ -135,9 +135,10 @@ pub use frame::{
     ResponseFrame, ResponseFrameDecoder, FRAME_BYTES_MAX_DEFAULT, LENGTH_PREFIX_BYTES,
 };
 pub use group::{
-    DescribeGroupsRequest, DescribeGroupsResponse, GroupDescription, GroupListing,
-    GroupMemberDescription, GroupPartitionLag, GroupState, HeartbeatRequest, HeartbeatResponse,
-    JoinGroupRequest, JoinGroupResponse, LeaveGroupRequest, LeaveGroupResponse, ListGroupsRequest,
+    DeleteGroupResult, DeleteGroupsRequest, DeleteGroupsResponse, DescribeGroupsRequest,
+    DescribeGroupsResponse, GroupDescription, GroupListing, GroupMemberDescription,
+    GroupPartitionLag, GroupState, HeartbeatRequest, HeartbeatResponse, JoinGroupRequest,
+    JoinGroupResponse, LeaveGroupRequest, LeaveGroupResponse, ListGroupsRequest,
     ListGroupsResponse, SyncGroupRequest, SyncGroupResponse, TopicPartition, GROUP_STRATEGIES,
 };
 pub use header::{
