@@ -295,6 +295,11 @@ pub struct Flags {
     /// milliseconds (Kafka's group.initial.rebalance.delay.ms); 0 forms it at once [default: 0].
     #[arg(long, value_name = "MS")]
     pub group_initial_rebalance_delay_ms: Option<u32>,
+    /// How long a consumer group without members is kept after it emptied or last committed,
+    /// in milliseconds; then it expires with its committed offsets (Kafka's
+    /// offsets.retention.minutes). A group with members never expires [default: 604800000].
+    #[arg(long, value_name = "MS")]
+    pub group_offsets_retention_ms: Option<u64>,
     /// Most (group, partition) lag series /metrics exports; the rest are left out
     /// [default: 10000].
     #[arg(long, value_name = "COUNT")]
@@ -351,6 +356,7 @@ struct FileSettings {
     group_members_max: Option<u32>,
     groups_per_shard_max: Option<u32>,
     group_initial_rebalance_delay_ms: Option<u32>,
+    group_offsets_retention_ms: Option<u64>,
     group_lag_metrics_partitions_max: Option<u32>,
     default_partitions: Option<u32>,
     default_flush: Option<FlushSetting>,
@@ -477,6 +483,13 @@ impl Config {
         }
         if groups.groups_per_shard_max == 0 {
             return Err(invalid("groups-per-shard-max", 0, "must be at least 1"));
+        }
+        if groups.offsets_retention_ms == 0 {
+            return Err(invalid(
+                "group-offsets-retention-ms",
+                0,
+                "must be at least 1",
+            ));
         }
         Ok(())
     }
@@ -740,6 +753,10 @@ fn merge(flags: Flags, file: FileSettings, cpus_available: usize) -> Config {
                 .group_initial_rebalance_delay_ms
                 .or(file.group_initial_rebalance_delay_ms)
                 .unwrap_or(0),
+            offsets_retention_ms: flags
+                .group_offsets_retention_ms
+                .or(file.group_offsets_retention_ms)
+                .unwrap_or(604_800_000),
         },
         group_lag_metrics_partitions_max: flags
             .group_lag_metrics_partitions_max
@@ -872,8 +889,9 @@ mod tests {
                 defaults.groups.session_timeout_ms_max,
                 defaults.groups.members_per_group_max,
                 defaults.groups.initial_rebalance_delay_ms,
+                defaults.groups.offsets_retention_ms,
             ),
-            (6_000, 300_000, 1_000, 0)
+            (6_000, 300_000, 1_000, 0, 604_800_000)
         );
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("weir.toml");
@@ -881,7 +899,7 @@ mod tests {
             &path,
             "group-session-timeout-ms-min = 100\ngroup-members-max = 3\n\
              groups-per-shard-max = 7\ngroup-initial-rebalance-delay-ms = 250\n\
-             group-lag-metrics-partitions-max = 5\n",
+             group-lag-metrics-partitions-max = 5\ngroup-offsets-retention-ms = 90000\n",
         )
         .unwrap();
         let config = Config::resolve(
@@ -900,6 +918,7 @@ mod tests {
             members_per_group_max: 3,
             groups_per_shard_max: 7,
             initial_rebalance_delay_ms: 250,
+            offsets_retention_ms: 90_000,
         };
         assert_eq!(config.groups, expected);
         assert_eq!(config.group_lag_metrics_partitions_max, 5);
@@ -987,6 +1006,10 @@ mod tests {
             ),
             (&["--group-members-max", "0"], "group-members-max"),
             (&["--groups-per-shard-max", "0"], "groups-per-shard-max"),
+            (
+                &["--group-offsets-retention-ms", "0"],
+                "group-offsets-retention-ms",
+            ),
         ];
         for (args, key) in cases {
             let error = Config::resolve(flags(args), 2).unwrap_err();
@@ -1087,6 +1110,8 @@ mod tests {
             "--group-session-timeout-ms-min <MS>",
             "--group-members-max <COUNT>",
             "--group-initial-rebalance-delay-ms <MS>",
+            "--group-offsets-retention-ms <MS>",
+            "[default: 604800000]",
             "[default: 9350]",
             "[default: 127.0.0.1:9347]",
             "[default: 127.0.0.1:9348]",

@@ -219,6 +219,11 @@ async fn dispatch(
             let failed = response.groups.iter().any(|g| !g.error_code.is_none());
             respond(&response, id, failed)
         }
+        Request::DeleteGroups(request) => {
+            let response = group_serve::delete_groups(shard, request).await;
+            let failed = response.results.iter().any(|r| !r.error_code.is_none());
+            respond(&response, id, failed)
+        }
     }
 }
 

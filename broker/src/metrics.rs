@@ -143,6 +143,8 @@ pub struct MetricsSnapshot {
     pub storage: StorageCounters,
     /// Idempotent-producer counters of the shard's partitions.
     pub producer: ProducerCounters,
+    /// Consumer groups this shard's coordinator expired (no members for the retention time).
+    pub groups_expired: u64,
 }
 
 /// A shard's live metrics; interior mutability because every handler holds `&ShardMetrics`.
@@ -169,6 +171,8 @@ pub struct ShardMetrics {
     pub produce_throttled: Cell<u64>,
     /// Idempotent-producer counters (`remembered` is filled in at snapshot time).
     pub producer: Cell<ProducerCounters>,
+    /// Consumer groups expired by this shard's coordinator.
+    pub groups_expired: Cell<u64>,
 }
 
 /// Updates the idempotent-producer counters of `metrics`.
@@ -244,6 +248,7 @@ impl ShardMetrics {
             protocol_errors: self.protocol_errors.get(),
             produce_throttled: self.produce_throttled.get(),
             producer: self.producer.get(),
+            groups_expired: self.groups_expired.get(),
             ..MetricsSnapshot::default()
         }
     }
@@ -333,7 +338,7 @@ pub fn render(snapshots: &[MetricsSnapshot]) -> String {
         let _ = writeln!(out, "weir_request_errors_total{{api=\"{api}\"}} {count}");
     }
 
-    let shard_series: [ShardSeries; 21] = [
+    let shard_series: [ShardSeries; 22] = [
         (
             "weir_forwarded_requests_total",
             "counter",
@@ -411,6 +416,12 @@ pub fn render(snapshots: &[MetricsSnapshot]) -> String {
             "counter",
             "Producers evicted from a full per-partition table (least recently used first).",
             |s| s.producer.evicted.to_string(),
+        ),
+        (
+            "weir_groups_expired_total",
+            "counter",
+            "Consumer groups removed with their offsets after having no members for group-offsets-retention-ms.",
+            |s| s.groups_expired.to_string(),
         ),
         (
             "weir_producer_expirations_total",

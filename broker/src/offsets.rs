@@ -11,7 +11,8 @@
 //!
 //! Every key starts with a `u16` record type; type 0 is the offset commit (whose first field was
 //! called its version before group records existed, so old logs read unchanged), type 1 the group
-//! metadata. Record layouts (all integers big-endian; string = u16 length + UTF-8):
+//! metadata, type 2 the group tombstone. Record layouts (all integers big-endian; string = u16
+//! length + UTF-8):
 //!
 //! ```text
 //! commit key:   type u16 = 0 | group string | topic_id u32 | partition u32
@@ -24,9 +25,16 @@
 //!               | session_timeout_ms u32 | rebalance_timeout_ms u32
 //!               | topic count u32 | topic string* | strategy count u32 | strategy string*
 //!               | assignment count u32 | (topic_id u32 | partition u32)*
+//!
+//! tombstone key:   type u16 = 2 | group string
+//! tombstone value: version u16 = 0 | removed at ms i64 (wall clock)
 //! ```
 //!
-//! A group value with no members records that the group emptied at that generation.
+//! A group value with no members records that the group emptied at that generation. A tombstone
+//! records that the group was deleted or expired: replay forgets the group's metadata and every
+//! offset it committed before the tombstone (records after it start the group afresh). The
+//! timestamp of the latest group record or commit is kept per group so a restarted coordinator
+//! knows how long an empty group has been idle.
 
 use std::collections::HashMap;
 
@@ -39,6 +47,8 @@ use crate::catalog::TopicId;
 const RECORD_VERSION: u16 = 0;
 /// Record type of a group-metadata key.
 const RECORD_TYPE_GROUP: u16 = 1;
+/// Record type of a group-tombstone key.
+const RECORD_TYPE_TOMBSTONE: u16 = 2;
 /// Longest group id, in bytes.
 pub const GROUP_ID_BYTES_MAX: usize = 255;
 /// Longest commit metadata, in bytes.
@@ -196,6 +206,31 @@ pub fn encode_group_batch(metadata: &GroupMetadata, now_ms: i64) -> Vec<u8> {
     builder.finish()
 }
 
+/// Encodes a group-tombstone key.
+pub fn encode_tombstone_key(group: &str) -> Vec<u8> {
+    let mut out = Vec::with_capacity(4 + group.len());
+    out.extend_from_slice(&RECORD_TYPE_TOMBSTONE.to_be_bytes());
+    put_string(&mut out, group);
+    out
+}
+
+/// Encodes a group-tombstone value: the wall-clock time of the removal.
+pub fn encode_tombstone_value(removed_ms: i64) -> Vec<u8> {
+    let mut out = Vec::with_capacity(2 + 8);
+    out.extend_from_slice(&RECORD_VERSION.to_be_bytes());
+    out.extend_from_slice(&removed_ms.to_be_bytes());
+    out
+}
+
+/// One record batch holding the tombstone of `group`, stamped `now_ms`.
+pub fn encode_tombstone_batch(group: &str, now_ms: i64) -> Vec<u8> {
+    let mut builder = BatchBuilder::new(now_ms);
+    let key = encode_tombstone_key(group);
+    let value = encode_tombstone_value(now_ms);
+    builder.push(now_ms, Some(&key), Some(&value), &[]);
+    builder.finish()
+}
+
 struct Cursor<'a> {
     bytes: &'a [u8],
 }
@@ -346,6 +381,8 @@ pub enum OffsetsRecord {
     Commit(CommitKey, CommitValue),
     /// A group's metadata.
     Group(GroupMetadata),
+    /// A group was deleted or expired at this wall-clock time (ms).
+    Tombstone(String, i64),
 }
 
 /// Decodes one `__offsets` record by the type its key starts with.
@@ -362,6 +399,21 @@ pub fn decode_record(key: &[u8], value: &[u8]) -> Result<OffsetsRecord, RecordEr
                 return Err(RecordError::Malformed("bytes after the group key"));
             }
             Ok(OffsetsRecord::Group(decode_group_value(group, value)?))
+        }
+        RECORD_TYPE_TOMBSTONE => {
+            let group = cursor.string("tombstone key")?;
+            if !cursor.bytes.is_empty() {
+                return Err(RecordError::Malformed("bytes after the tombstone key"));
+            }
+            let mut value = Cursor { bytes: value };
+            if value.u16("tombstone value version")? != RECORD_VERSION {
+                return Err(RecordError::Malformed("unknown tombstone value version"));
+            }
+            let removed_ms = value.i64("tombstone removed at")?;
+            if !value.bytes.is_empty() {
+                return Err(RecordError::Malformed("bytes after the tombstone value"));
+            }
+            Ok(OffsetsRecord::Tombstone(group, removed_ms))
         }
         _ => Err(RecordError::Malformed("unknown key type")),
     }
@@ -383,6 +435,8 @@ pub fn encode_commit_batch(commits: &[(CommitKey, CommitValue)], now_ms: i64) ->
 pub struct OffsetTable {
     entries: HashMap<CommitKey, CommitValue>,
     groups: HashMap<String, GroupMetadata>,
+    /// Per group, the timestamp (wall clock, ms) of its latest replayed group record.
+    group_times: HashMap<String, i64>,
 }
 
 impl OffsetTable {
@@ -420,6 +474,19 @@ impl OffsetTable {
         self.groups.drain().map(|(_, metadata)| metadata).collect()
     }
 
+    /// Takes the timestamp (wall clock, ms) of every group's latest replayed group record.
+    pub fn take_group_times(&mut self) -> HashMap<String, i64> {
+        std::mem::take(&mut self.group_times)
+    }
+
+    /// Forgets a group's metadata and committed offsets (its tombstone is durable, or it is
+    /// being replayed). Scans the table: removals are rare next to commits.
+    pub fn remove_group(&mut self, group: &str) {
+        self.entries.retain(|key, _| key.group != group);
+        self.groups.remove(group);
+        self.group_times.remove(group);
+    }
+
     /// Records a commit that is durable.
     pub fn insert(&mut self, key: CommitKey, value: CommitValue) {
         self.entries.insert(key, value);
@@ -454,7 +521,13 @@ impl OffsetTable {
                     applied += 1;
                 }
                 Ok(OffsetsRecord::Group(metadata)) => {
+                    self.group_times
+                        .insert(metadata.group.clone(), record.timestamp);
                     self.groups.insert(metadata.group.clone(), metadata);
+                    applied += 1;
+                }
+                Ok(OffsetsRecord::Tombstone(group, _)) => {
+                    self.remove_group(&group);
                     applied += 1;
                 }
                 Err(error) => skipped.push(error),
@@ -589,7 +662,7 @@ mod tests {
         huge_count[at..].copy_from_slice(&u32::MAX.to_be_bytes());
         assert!(decode_group_value("g".into(), &huge_count).is_err());
         assert!(
-            decode_record(&[0, 2, 0, 0], &value).is_err(),
+            decode_record(&[0, 3, 0, 0], &value).is_err(),
             "unknown type"
         );
     }
@@ -609,6 +682,56 @@ mod tests {
         assert!(skipped.is_empty());
         assert_eq!(table.get(&key("g", 1, 0)).map(|v| v.offset), Some(12));
         assert_eq!(table.take_groups(), vec![group("g", 2, 0)]);
+    }
+
+    #[test]
+    fn tombstones_have_a_fixed_layout_and_reject_truncation() {
+        let key = encode_tombstone_key("g");
+        let value = encode_tombstone_value(0x0102);
+        assert_eq!(key, [0, 2, 0, 1, b'g']);
+        assert_eq!(value, [0, 0, 0, 0, 0, 0, 0, 0, 1, 2]);
+        assert_eq!(
+            decode_record(&key, &value),
+            Ok(OffsetsRecord::Tombstone("g".into(), 0x0102))
+        );
+        for cut in 0..value.len() {
+            assert!(decode_record(&key, &value[..cut]).is_err(), "cut at {cut}");
+        }
+        assert!(decode_record(&key, &[0, 1, 0, 0, 0, 0, 0, 0, 0, 0]).is_err());
+        assert!(decode_record(&[0, 2, 0, 1, b'g', 0], &value).is_err());
+    }
+
+    #[test]
+    fn replay_forgets_a_group_at_its_tombstone_and_keeps_what_follows() {
+        let commits = encode_commit_batch(
+            &[
+                (key("g", 1, 0), value(10, "")),
+                (key("h", 1, 0), value(5, "")),
+            ],
+            1,
+        );
+        let metadata = encode_group_batch(&group("g", 2, 0), 2);
+        let tombstone = encode_tombstone_batch("g", 3);
+        let later = encode_commit_batch(&[(key("g", 1, 1), value(7, ""))], 4);
+        let mut table = OffsetTable::default();
+        let mut skipped = Vec::new();
+        for batch in [&commits, &metadata, &tombstone] {
+            table.replay(batch, &mut skipped);
+        }
+        assert!(skipped.is_empty());
+        assert_eq!(
+            table.get(&key("g", 1, 0)),
+            None,
+            "commit before the tombstone"
+        );
+        assert_eq!(table.get(&key("h", 1, 0)).map(|v| v.offset), Some(5));
+        assert!(table.take_group_times().is_empty());
+        assert!(table.take_groups().is_empty());
+        table.replay(&later, &mut skipped);
+        assert_eq!(table.get(&key("g", 1, 1)).map(|v| v.offset), Some(7));
+        let mut table = OffsetTable::default();
+        table.replay(&metadata, &mut skipped);
+        assert_eq!(table.take_group_times().get("g"), Some(&2));
     }
 
     #[test]

@@ -73,7 +73,7 @@ fn partition_error(shard: &Shard, key: PartitionKey) -> (ErrorCode, String) {
     }
 }
 
-fn append_error_code(error: &AppendError) -> ErrorCode {
+pub(crate) fn append_error_code(error: &AppendError) -> ErrorCode {
     match error {
         AppendError::InvalidBatch(error) => batch_error_code(error),
         AppendError::DiskFull(_) => ErrorCode::DiskFull,
@@ -688,10 +688,12 @@ pub async fn commit_offsets(
                     (partition, value.offset)
                 })
                 .collect();
-            shard
-                .groups
-                .borrow_mut()
-                .committed(&request.group_id, &progress, now_ms);
+            shard.groups.borrow_mut().committed(
+                &request.group_id,
+                &progress,
+                now_ms,
+                shard.clock_ms(),
+            );
             shard.record_commits(key, commits);
         }
         Err(error) => {

@@ -319,6 +319,14 @@ impl Shard {
         }
     }
 
+    /// Forgets the committed offsets of `group` in offsets partition `key` (the group was
+    /// deleted or expired).
+    pub fn forget_group_offsets(&self, key: PartitionKey, group: &str) {
+        if let Some(table) = self.offset_tables.borrow_mut().get_mut(&key) {
+            table.remove_group(group);
+        }
+    }
+
     /// The committed value of `commit_key` in offsets partition `key`.
     pub fn committed_offset(
         &self,
@@ -412,6 +420,7 @@ impl Shard {
                                     &mut self.groups.borrow_mut(),
                                     &mut table,
                                     self.clock_ms(),
+                                    weir_storage::wall_clock_ms(),
                                 );
                                 self.offset_tables.borrow_mut().insert(key, table);
                             }

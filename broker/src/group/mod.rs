@@ -22,6 +22,12 @@
 //! whose join is held never times out by session; every held join is answered exactly once
 //! (formed, superseded, or the member left); the number of groups and of members per group is
 //! bounded by [`GroupLimits`]; per partition at most [`RATE_SAMPLES_MAX`] commit samples are kept.
+//!
+//! Removal: a group with no members whose last change (it became empty, was created, or
+//! committed) is at least [`GroupLimits::offsets_retention_ms`] old is expired by
+//! [`Coordinator::tick`] and reported in [`Output::expired`]; [`Coordinator::delete`] removes an
+//! empty group on request. A group with members is never removed. The shard makes either removal
+//! durable with a tombstone and drops the group's committed offsets.
 
 pub mod assign;
 pub mod serve;
@@ -29,10 +35,10 @@ pub mod serve;
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 
 use weir_proto::wire::{
-    ErrorCode, GroupDescription, GroupListing, GroupMemberDescription, GroupPartitionLag,
-    GroupState, HeartbeatRequest, HeartbeatResponse, JoinGroupRequest, JoinGroupResponse,
-    LeaveGroupRequest, LeaveGroupResponse, SyncGroupRequest, SyncGroupResponse, TopicPartition,
-    GENERATION_NONE, OFFSET_NONE,
+    DeleteGroupResult, ErrorCode, GroupDescription, GroupListing, GroupMemberDescription,
+    GroupPartitionLag, GroupState, HeartbeatRequest, HeartbeatResponse, JoinGroupRequest,
+    JoinGroupResponse, LeaveGroupRequest, LeaveGroupResponse, SyncGroupRequest, SyncGroupResponse,
+    TopicPartition, GENERATION_NONE, OFFSET_NONE,
 };
 
 use crate::catalog::TopicId;
@@ -65,6 +71,9 @@ pub struct GroupLimits {
     pub groups_per_shard_max: u32,
     /// How long an empty group's first rebalance waits for more members, in milliseconds.
     pub initial_rebalance_delay_ms: u32,
+    /// How long a group without members is kept after its last change (it became empty or
+    /// committed) before it expires with its committed offsets, in milliseconds.
+    pub offsets_retention_ms: u64,
 }
 
 impl Default for GroupLimits {
@@ -75,6 +84,7 @@ impl Default for GroupLimits {
             members_per_group_max: 1_000,
             groups_per_shard_max: 10_000,
             initial_rebalance_delay_ms: 0,
+            offsets_retention_ms: 7 * 24 * 60 * 60 * 1000,
         }
     }
 }
@@ -103,6 +113,9 @@ pub struct Output {
     pub records: Vec<GroupMetadata>,
     /// Members removed, as `(group, member, why)`, for the log.
     pub removed: Vec<(String, String, &'static str)>,
+    /// Groups that expired (no members for the retention time): their tombstones must be
+    /// appended and their committed offsets dropped.
+    pub expired: Vec<String>,
 }
 
 /// The immediate outcome of a JoinGroup.
@@ -226,10 +239,13 @@ struct Group {
     /// The subscribed topics as the current generation's assignment saw them; a change (a topic
     /// created, deleted or grown) starts a rebalance.
     topics_seen: BTreeMap<String, Option<(TopicId, u32)>>,
+    /// When the group last changed (created, emptied, committed), on the coordinator's clock;
+    /// negative for changes before the clock's origin (restored from the log).
+    changed_ms: i64,
 }
 
 impl Group {
-    fn new(group_id: &str) -> Group {
+    fn new(group_id: &str, now_ms: u64) -> Group {
         Group {
             group_id: group_id.to_string(),
             state: GroupState::Empty,
@@ -241,6 +257,7 @@ impl Group {
             rebalances_total: 0,
             progress: BTreeMap::new(),
             topics_seen: BTreeMap::new(),
+            changed_ms: clock_ms(now_ms),
         }
     }
 
@@ -371,7 +388,11 @@ impl Coordinator {
         )
     }
 
-    fn group_or_create(&mut self, group_id: &str) -> Result<&mut Group, CommitRefused> {
+    fn group_or_create(
+        &mut self,
+        group_id: &str,
+        now_ms: u64,
+    ) -> Result<&mut Group, CommitRefused> {
         if !self.groups.contains_key(group_id) {
             if self.groups.len() >= self.limits.groups_per_shard_max as usize {
                 return Err(CommitRefused {
@@ -383,7 +404,7 @@ impl Coordinator {
                 });
             }
             self.groups
-                .insert(group_id.to_string(), Group::new(group_id));
+                .insert(group_id.to_string(), Group::new(group_id, now_ms));
         }
         Ok(self
             .groups
@@ -457,7 +478,7 @@ impl Coordinator {
             .is_empty()
             .then(|| self.new_member_id(&request.client_id));
         let members_max = self.limits.members_per_group_max as usize;
-        let group = match self.group_or_create(&request.group_id) {
+        let group = match self.group_or_create(&request.group_id, now_ms) {
             Ok(group) => group,
             Err(refused) => return fail(refused.error_code, refused.message),
         };
@@ -674,9 +695,25 @@ impl Coordinator {
         answer(ErrorCode::None, String::new())
     }
 
-    /// Runs the timers: expires sessions and completes join phases whose time came.
+    /// Runs the timers: expires sessions, completes join phases whose time came, and expires
+    /// groups that had no members for the retention time (into [`Output::expired`]).
     pub fn tick(&mut self, now_ms: u64, topics: &dyn TopicLookup, out: &mut Output) {
         let delay_ms = self.limits.initial_rebalance_delay_ms;
+        let retention_ms = i64::try_from(self.limits.offsets_retention_ms).unwrap_or(i64::MAX);
+        let now = clock_ms(now_ms);
+        let mut expired: Vec<String> = self
+            .groups
+            .values()
+            .filter(|group| {
+                group.members.is_empty() && now.saturating_sub(group.changed_ms) >= retention_ms
+            })
+            .map(|group| group.group_id.clone())
+            .collect();
+        expired.sort();
+        for group_id in &expired {
+            self.groups.remove(group_id);
+        }
+        out.expired.extend(expired);
         for group in self.groups.values_mut() {
             let mut expired = false;
             let mut index = 0;
@@ -766,16 +803,20 @@ impl Coordinator {
         Ok(())
     }
 
-    /// Records durable commits of `group_id` (for listing, describing and the consume rate).
+    /// Records durable commits of `group_id` (for listing, describing and the consume rate);
+    /// `commit_time_ms` is the commits' wall-clock time, `now_ms` the coordinator's clock (the
+    /// group's last change, for expiry).
     pub fn committed(
         &mut self,
         group_id: &str,
         commits: &[(TopicPartition, i64)],
         commit_time_ms: i64,
+        now_ms: u64,
     ) {
-        let Ok(group) = self.group_or_create(group_id) else {
+        let Ok(group) = self.group_or_create(group_id, now_ms) else {
             return;
         };
+        group.changed_ms = group.changed_ms.max(clock_ms(now_ms));
         for (partition, offset) in commits {
             group
                 .progress
@@ -788,7 +829,7 @@ impl Coordinator {
     /// Restores a group from its last persisted record (at start): members of the recovered
     /// generation get a fresh session from `now_ms` and may go on heartbeating and committing.
     pub fn restore(&mut self, metadata: GroupMetadata, now_ms: u64) {
-        let Ok(group) = self.group_or_create(&metadata.group) else {
+        let Ok(group) = self.group_or_create(&metadata.group, now_ms) else {
             return;
         };
         group.generation = metadata.generation;
@@ -816,6 +857,39 @@ impl Coordinator {
         } else {
             GroupState::Stable
         };
+    }
+
+    /// Sets when a restored group last changed, on the coordinator's clock (negative for a change
+    /// before the clock's origin): from the timestamps of its latest records in the log.
+    pub fn restored_change(&mut self, group_id: &str, changed_ms: i64) {
+        if let Some(group) = self.groups.get_mut(group_id) {
+            group.changed_ms = changed_ms;
+        }
+    }
+
+    /// Deletes an empty group (DeleteGroups). The caller persists the tombstone and drops the
+    /// group's committed offsets. Refused with `non_empty_group` while it has members, and with
+    /// `group_id_not_found` for a group this coordinator does not know.
+    pub fn delete(&mut self, group_id: &str) -> DeleteGroupResult {
+        let result = |code, message: String| DeleteGroupResult {
+            group_id: group_id.to_string(),
+            error_code: code,
+            error_message: message,
+        };
+        let Some(group) = self.groups.get(group_id) else {
+            return result(ErrorCode::GroupIdNotFound, format!("no group {group_id:?}"));
+        };
+        if !group.members.is_empty() {
+            return result(
+                ErrorCode::NonEmptyGroup,
+                format!(
+                    "group {group_id:?} has {} members; only an empty group can be deleted",
+                    group.members.len()
+                ),
+            );
+        }
+        self.groups.remove(group_id);
+        result(ErrorCode::None, String::new())
     }
 
     /// Every group, for ListGroups.
@@ -976,7 +1050,7 @@ fn membership_changed(
 ) {
     if group.members.is_empty() {
         if group.state != GroupState::Empty {
-            become_empty(group, out);
+            become_empty(group, now_ms, out);
         }
         return;
     }
@@ -995,7 +1069,8 @@ fn topics_changed(group: &Group, topics: &dyn TopicLookup) -> bool {
         .any(|(name, seen)| topics.topic(name) != *seen)
 }
 
-fn become_empty(group: &mut Group, out: &mut Output) {
+fn become_empty(group: &mut Group, now_ms: u64, out: &mut Output) {
+    group.changed_ms = clock_ms(now_ms);
     group.state = GroupState::Empty;
     group.generation += 1;
     group.strategy.clear();
@@ -1022,7 +1097,7 @@ fn try_complete_join(group: &mut Group, now_ms: u64, topics: &dyn TopicLookup, o
     }
     group.members.retain(|m| m.pending.is_some());
     if group.members.is_empty() {
-        become_empty(group, out);
+        become_empty(group, now_ms, out);
         return;
     }
     let strategy = loop {
@@ -1049,7 +1124,7 @@ fn try_complete_join(group: &mut Group, now_ms: u64, topics: &dyn TopicLookup, o
                     ));
                 }
                 if group.members.is_empty() {
-                    become_empty(group, out);
+                    become_empty(group, now_ms, out);
                     return;
                 }
             }
@@ -1097,6 +1172,11 @@ fn try_complete_join(group: &mut Group, now_ms: u64, topics: &dyn TopicLookup, o
     for (ticket, member_id) in tickets {
         out.joins.push((ticket, group.join_response(&member_id)));
     }
+}
+
+/// The coordinator's clock as a signed value (restored changes may lie before its origin).
+fn clock_ms(now_ms: u64) -> i64 {
+    i64::try_from(now_ms).unwrap_or(i64::MAX)
 }
 
 /// A well-mixed 64-bit function (splitmix64's finaliser), for member ids.

@@ -8,7 +8,9 @@
 //! `flush = always`) before the join answers it carries are sent, so a member never holds a
 //! generation that a crash could forget; every held join's waiter is registered before the output
 //! that may answer it is finished. On a crash the coordinator is rebuilt from the records at
-//! start ([`restore_partition`]).
+//! start ([`restore_partition`]). A deleted or expired group is removed from the coordinator and
+//! its offsets table at once (so no request sees it half-removed), then its tombstone is appended
+//! so the removal survives a restart.
 
 use std::collections::HashMap;
 use std::rc::Rc;
@@ -18,16 +20,17 @@ use std::time::Duration;
 use bytes::Bytes;
 use tracing::{error, info, warn};
 use weir_proto::wire::{
-    DescribeGroupsRequest, DescribeGroupsResponse, ErrorCode, GroupDescription, GroupListing,
-    HeartbeatRequest, HeartbeatResponse, JoinGroupRequest, JoinGroupResponse, LeaveGroupRequest,
-    LeaveGroupResponse, ListGroupsResponse, ListOffsetsPartition, ListOffsetsPartitionResult,
-    OffsetQuery, SyncGroupRequest, SyncGroupResponse, TopicPartition, GENERATION_NONE,
+    DeleteGroupResult, DeleteGroupsRequest, DeleteGroupsResponse, DescribeGroupsRequest,
+    DescribeGroupsResponse, ErrorCode, GroupDescription, GroupListing, HeartbeatRequest,
+    HeartbeatResponse, JoinGroupRequest, JoinGroupResponse, LeaveGroupRequest, LeaveGroupResponse,
+    ListGroupsResponse, ListOffsetsPartition, ListOffsetsPartitionResult, OffsetQuery,
+    SyncGroupRequest, SyncGroupResponse, TopicPartition, GENERATION_NONE,
 };
 
 use super::{fill_lag, Coordinator, GroupMetricsRow, JoinOutcome, Output, Ticket, TopicLookup};
 use crate::catalog::{Catalog, TopicId};
 use crate::handlers::run_on_owners;
-use crate::metrics::{GroupPartitionSeries, GroupSeries};
+use crate::metrics::{self, GroupPartitionSeries, GroupSeries};
 use crate::notify::Latch;
 use crate::offsets::{self, OffsetTable};
 use crate::owner;
@@ -54,6 +57,8 @@ pub enum GroupCall {
     List,
     /// This shard's group metrics rows, at most this many partitions.
     Metrics(usize),
+    /// Delete one empty group and its committed offsets.
+    Delete(String),
 }
 
 /// The coordinator shard's answer to a [`GroupCall`].
@@ -73,6 +78,8 @@ pub enum GroupAnswer {
     List(Vec<GroupListing>),
     /// Answer to [`GroupCall::Metrics`].
     Metrics(Vec<GroupSeries>),
+    /// Answer to [`GroupCall::Delete`].
+    Delete(DeleteGroupResult),
 }
 
 /// A held JoinGroup's answer slot.
@@ -192,6 +199,26 @@ pub async fn describe_groups(
     DescribeGroupsResponse { groups }
 }
 
+/// Serves a DeleteGroups: each group deleted by its coordinator, in the order asked.
+pub async fn delete_groups(
+    shard: &Rc<Shard>,
+    request: DeleteGroupsRequest,
+) -> DeleteGroupsResponse {
+    let mut results = Vec::with_capacity(request.group_ids.len());
+    for group_id in request.group_ids {
+        let answer = route(shard, &group_id, GroupCall::Delete(group_id.clone())).await;
+        results.push(match answer {
+            Ok(GroupAnswer::Delete(result)) => result,
+            other => DeleteGroupResult {
+                group_id,
+                error_code: ErrorCode::UnknownServerError,
+                error_message: unreachable_message(other),
+            },
+        });
+    }
+    DeleteGroupsResponse { results }
+}
+
 /// Every shard's group metrics, at most `partitions_max` partition series in all.
 pub async fn metrics(shard: &Rc<Shard>, partitions_max: usize) -> Vec<GroupSeries> {
     let mut series = Vec::new();
@@ -295,6 +322,17 @@ pub async fn serve(shard: &Rc<Shard>, call: GroupCall) -> GroupAnswer {
         GroupCall::Metrics(partitions_max) => {
             GroupAnswer::Metrics(metrics_rows(shard, partitions_max).await)
         }
+        GroupCall::Delete(group_id) => {
+            let mut result = shard.groups.borrow_mut().delete(&group_id);
+            if result.error_code.is_none() {
+                info!(group = %group_id, "group deleted");
+                if let Err((code, message)) = remove_group(shard, &group_id).await {
+                    result.error_code = code;
+                    result.error_message = message;
+                }
+            }
+            GroupAnswer::Delete(result)
+        }
     }
 }
 
@@ -327,12 +365,55 @@ async fn finish(shard: &Rc<Shard>, out: Output) {
         }
         persist(shard, record).await;
     }
+    for group in &out.expired {
+        info!(%group, "group expired: no members for group-offsets-retention-ms");
+        metrics::increment(&shard.metrics.groups_expired);
+        if let Err((_, message)) = remove_group(shard, group).await {
+            error!(%group, %message, "expired group's tombstone not persisted");
+        }
+    }
     let mut waiters = shard.join_waiters.borrow_mut();
     for (ticket, response) in out.joins {
         if let Some(waiter) = waiters.remove(&ticket) {
             *waiter.answer.borrow_mut() = Some(response);
             waiter.ready.set();
         }
+    }
+}
+
+/// Drops the committed offsets of a group the coordinator already removed, then appends its
+/// tombstone. On failure the group is gone from memory but may return after a restart; the
+/// error says so.
+async fn remove_group(shard: &Rc<Shard>, group: &str) -> Result<(), (ErrorCode, String)> {
+    let Some(key) = owner::offsets_partition_for(shard, group) else {
+        return Err((
+            ErrorCode::UnknownServerError,
+            "the offsets topic is missing".to_string(),
+        ));
+    };
+    shard.forget_group_offsets(key, group);
+    let Some(partition) = shard.partition(key) else {
+        return Err((
+            ErrorCode::NotOwner,
+            format!("the group's offsets partition {} is not open here", key.1),
+        ));
+    };
+    let batch = Bytes::from(offsets::encode_tombstone_batch(
+        group,
+        weir_storage::wall_clock_ms(),
+    ));
+    match partition.log.append(batch).await {
+        Ok(_) => {
+            partition.appended.notify();
+            Ok(())
+        }
+        Err(error) => Err((
+            owner::append_error_code(&error),
+            format!(
+                "the group was removed but its tombstone could not be written ({error}); \
+                 it may reappear after a restart"
+            ),
+        )),
     }
 }
 
@@ -373,7 +454,16 @@ pub async fn tick_loop(shard: Rc<Shard>) {
 }
 
 /// Loads the groups and commits replayed from an `__offsets` partition into the coordinator.
-pub fn restore_partition(coordinator: &mut Coordinator, table: &mut OffsetTable, now_ms: u64) {
+/// Each group's last change is the wall-clock time of its latest group record or commit, moved
+/// onto the coordinator's clock (`now_ms`, read at `wall_now_ms`), so retention counts the time
+/// before the restart too.
+pub fn restore_partition(
+    coordinator: &mut Coordinator,
+    table: &mut OffsetTable,
+    now_ms: u64,
+    wall_now_ms: i64,
+) {
+    let mut changed: HashMap<String, i64> = table.take_group_times();
     for metadata in table.take_groups() {
         coordinator.restore(metadata, now_ms);
     }
@@ -388,7 +478,15 @@ pub fn restore_partition(coordinator: &mut Coordinator, table: &mut OffsetTable,
             &key.group,
             &[(partition, value.offset)],
             value.commit_time_ms,
+            now_ms,
         );
+        let latest = changed.entry(key.group.clone()).or_insert(i64::MIN);
+        *latest = (*latest).max(value.commit_time_ms);
+    }
+    let now = i64::try_from(now_ms).unwrap_or(i64::MAX);
+    for (group, changed_wall_ms) in changed {
+        let age_ms = wall_now_ms.saturating_sub(changed_wall_ms).max(0);
+        coordinator.restored_change(&group, now.saturating_sub(age_ms));
     }
 }
 

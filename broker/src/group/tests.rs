@@ -468,8 +468,8 @@ fn lag_is_log_end_minus_committed_and_lag_ms_follows_the_rate() {
         topic_id: 7,
         partition: 0,
     };
-    coordinator.committed("g", &[(partition, 100)], 1_000);
-    coordinator.committed("g", &[(partition, 300)], 3_000);
+    coordinator.committed("g", &[(partition, 100)], 1_000, 0);
+    coordinator.committed("g", &[(partition, 300)], 3_000, 0);
     let mut described = coordinator.describe("g").expect("known").partitions;
     assert_eq!(described.len(), 1);
     let row = &mut described[0];
@@ -659,7 +659,7 @@ fn simulate(seed: u64) -> (u64, i32) {
                     }
                     let commits: Vec<(TopicPartition, i64)> =
                         client.owned.iter().map(|p| (*p, now as i64)).collect();
-                    coordinator.committed("g", &commits, now as i64);
+                    coordinator.committed("g", &commits, now as i64, now);
                     accepted += 1;
                 }
             }
@@ -745,5 +745,198 @@ fn simulated_schedules_never_give_a_partition_two_owners_in_one_generation() {
     assert!(
         generation_max > 10,
         "generations only reached {generation_max}"
+    );
+}
+
+fn retention_coordinator(retention_ms: u64) -> Coordinator {
+    Coordinator::new(
+        GroupLimits {
+            offsets_retention_ms: retention_ms,
+            groups_per_shard_max: 2,
+            ..GroupLimits::default()
+        },
+        1,
+    )
+}
+
+fn leave(coordinator: &mut Coordinator, member: &str, now: u64, out: &mut Output) -> ErrorCode {
+    coordinator
+        .leave(
+            &LeaveGroupRequest {
+                group_id: "g".into(),
+                member_id: member.into(),
+            },
+            now,
+            &topics(),
+            out,
+        )
+        .error_code
+}
+
+const PARTITION: TopicPartition = TopicPartition {
+    topic_id: 7,
+    partition: 0,
+};
+
+#[test]
+fn an_emptied_group_expires_exactly_at_the_retention_with_its_offsets() {
+    let mut coordinator = retention_coordinator(60_000);
+    let (ids, _) = stable_group(&mut coordinator, 1);
+    coordinator.committed("g", &[(PARTITION, 5)], 1_700_000_000_000, 500);
+    let mut out = Output::default();
+    assert!(leave(&mut coordinator, &ids[0], 1_000, &mut out).is_none());
+    assert_eq!(coordinator.describe("g").expect("kept").state, "empty");
+    coordinator.tick(60_999, &topics(), &mut out);
+    assert!(out.expired.is_empty(), "59.999 s after it emptied");
+    assert!(coordinator.describe("g").is_some());
+    coordinator.tick(61_000, &topics(), &mut out);
+    assert_eq!(out.expired, vec!["g".to_string()]);
+    assert_eq!(coordinator.describe("g"), None);
+    assert!(coordinator.list().is_empty());
+    assert_eq!(coordinator.group_count(), 0);
+    let mut again = Output::default();
+    coordinator.tick(120_000, &topics(), &mut again);
+    assert!(again.expired.is_empty(), "expired once");
+}
+
+#[test]
+fn a_commit_restarts_the_retention_of_an_offsets_only_group() {
+    let mut coordinator = retention_coordinator(60_000);
+    coordinator.committed("o", &[(PARTITION, 1)], 1_700_000_000_000, 0);
+    let mut out = Output::default();
+    coordinator.tick(30_000, &topics(), &mut out);
+    coordinator.committed("o", &[(PARTITION, 2)], 1_700_000_030_000, 30_000);
+    coordinator.tick(89_999, &topics(), &mut out);
+    assert!(out.expired.is_empty(), "the second commit counts");
+    assert_eq!(coordinator.list().len(), 1);
+    coordinator.tick(90_000, &topics(), &mut out);
+    assert_eq!(out.expired, vec!["o".to_string()]);
+    assert!(coordinator.list().is_empty());
+}
+
+#[test]
+fn a_group_with_members_never_expires() {
+    let mut coordinator = retention_coordinator(20_000);
+    let (ids, generation) = stable_group(&mut coordinator, 1);
+    let mut out = Output::default();
+    for now in (5_000..=200_000).step_by(5_000) {
+        assert!(heartbeat(&mut coordinator, &ids[0], generation, now).is_none());
+        coordinator.tick(now, &topics(), &mut out);
+    }
+    assert!(out.expired.is_empty());
+    let description = coordinator.describe("g").expect("alive");
+    assert_eq!(description.members.len(), 1);
+    // Once it empties, retention counts from then.
+    assert!(leave(&mut coordinator, &ids[0], 200_000, &mut out).is_none());
+    coordinator.tick(219_999, &topics(), &mut out);
+    assert!(out.expired.is_empty());
+    coordinator.tick(220_000, &topics(), &mut out);
+    assert_eq!(out.expired, vec!["g".to_string()]);
+}
+
+#[test]
+fn only_an_empty_known_group_can_be_deleted_and_its_slot_is_freed() {
+    let mut coordinator = retention_coordinator(60_000);
+    let (ids, _) = stable_group(&mut coordinator, 2);
+    coordinator.committed("other", &[(PARTITION, 3)], 1_700_000_000_000, 0);
+    let refused = coordinator.delete("g");
+    assert_eq!(refused.error_code, ErrorCode::NonEmptyGroup);
+    assert!(refused.error_message.contains("2 members"), "{refused:?}");
+    assert_eq!(coordinator.describe("g").expect("kept").members.len(), 2);
+    let missing = coordinator.delete("nope");
+    assert_eq!(
+        (missing.group_id.as_str(), missing.error_code),
+        ("nope", ErrorCode::GroupIdNotFound)
+    );
+    let mut out = Output::default();
+    assert!(leave(&mut coordinator, &ids[0], 1_000, &mut out).is_none());
+    assert_eq!(
+        coordinator.delete("g").error_code,
+        ErrorCode::NonEmptyGroup,
+        "one member left"
+    );
+    assert!(leave(&mut coordinator, &ids[1], 1_000, &mut out).is_none());
+    let deleted = coordinator.delete("g");
+    assert!(deleted.error_code.is_none(), "{deleted:?}");
+    assert_eq!(coordinator.describe("g"), None);
+    assert_eq!(
+        coordinator.delete("g").error_code,
+        ErrorCode::GroupIdNotFound
+    );
+    // groups-per-shard-max is 2: "other" and "g" filled it; the deletion made room again.
+    let mut request = join_request("", &["sticky"]);
+    request.group_id = "third".into();
+    assert!(matches!(
+        coordinator.join(request, "h", 2_000, &topics(), &mut out),
+        JoinOutcome::Held(_)
+    ));
+    assert_eq!(coordinator.group_count(), 2);
+    assert!(out.expired.is_empty(), "deletion is not expiry");
+}
+
+#[test]
+fn restored_groups_count_the_time_before_the_restart_toward_retention() {
+    use crate::offsets::{
+        encode_commit_batch, encode_group_batch, encode_tombstone_batch, CommitKey, CommitValue,
+        OffsetTable,
+    };
+    let wall = 1_700_000_000_000_i64;
+    let commit = |group: &str, offset: i64, at: i64| {
+        encode_commit_batch(
+            &[(
+                CommitKey {
+                    group: group.into(),
+                    topic_id: 7,
+                    partition: 0,
+                },
+                CommitValue {
+                    offset,
+                    metadata: String::new(),
+                    commit_time_ms: at,
+                },
+            )],
+            at,
+        )
+    };
+    let emptied = GroupMetadata {
+        group: "e".into(),
+        generation: 4,
+        strategy: String::new(),
+        leader: String::new(),
+        members: Vec::new(),
+    };
+    let mut table = OffsetTable::default();
+    let mut skipped = Vec::new();
+    for batch in [
+        commit("o", 10, wall),
+        commit("e", 3, wall),
+        encode_group_batch(&emptied, wall + 30_000),
+        commit("t", 1, wall),
+        encode_tombstone_batch("t", wall + 1_000),
+    ] {
+        table.replay(&batch, &mut skipped);
+    }
+    assert!(skipped.is_empty());
+    let mut coordinator = retention_coordinator(60_000);
+    // The broker restarts 50 s after the commits; its clock reads 5 s.
+    serve::restore_partition(&mut coordinator, &mut table, 5_000, wall + 50_000);
+    let listed: Vec<String> = coordinator.list().into_iter().map(|g| g.group_id).collect();
+    assert_eq!(
+        listed,
+        vec!["e".to_string(), "o".to_string()],
+        "t was deleted"
+    );
+    let mut out = Output::default();
+    coordinator.tick(14_999, &topics(), &mut out);
+    assert!(out.expired.is_empty());
+    coordinator.tick(15_000, &topics(), &mut out);
+    assert_eq!(out.expired, vec!["o".to_string()], "60 s after its commit");
+    coordinator.tick(44_999, &topics(), &mut out);
+    assert_eq!(out.expired.len(), 1);
+    coordinator.tick(45_000, &topics(), &mut out);
+    assert_eq!(
+        out.expired,
+        vec!["o".to_string(), "e".to_string()],
+        "60 s after it emptied (its later record), not after its commit"
     );
 }
