@@ -1,5 +1,6 @@
 //! Topic administration (create, delete, list and describe topics) and consumer-group
-//! inspection (list groups, describe a group's members, committed offsets and lag).
+//! administration (list groups, describe a group's members, committed offsets and lag, delete
+//! empty groups).
 //!
 //! [`Admin`] sends control requests to the bootstrap address (any shard serves them) and turns
 //! each response's error code into a typed [`Error`]. It refreshes the cluster's metadata after
@@ -11,9 +12,9 @@
 use std::sync::Arc;
 
 use weir_proto::wire::{
-    CreateTopicRequest, DeleteTopicRequest, DescribeGroupsRequest, DescribeTopicRequest, ErrorCode,
-    FlushPolicy, Limit, ListGroupsRequest, ListTopicsRequest, TopicConfig, TopicConfigOverrides,
-    TopicId, OFFSET_NONE,
+    CreateTopicRequest, DeleteGroupsRequest, DeleteTopicRequest, DescribeGroupsRequest,
+    DescribeTopicRequest, ErrorCode, FlushPolicy, Limit, ListGroupsRequest, ListTopicsRequest,
+    TopicConfig, TopicConfigOverrides, TopicId, OFFSET_NONE,
 };
 
 use crate::cluster::{ClientConfig, Cluster};
@@ -174,6 +175,16 @@ pub struct GroupListing {
     pub member_count: u32,
     /// The assignment strategy of the current generation (empty without members).
     pub strategy: String,
+}
+
+/// The outcome of deleting one consumer group.
+#[derive(Debug)]
+pub struct GroupDeletion {
+    /// The group's id.
+    pub group_id: String,
+    /// `Ok` when the group and its committed offsets are gone; else [`Error::Broker`] with
+    /// `non_empty_group` (it has members) or `group_id_not_found`.
+    pub result: Result<(), Error>,
 }
 
 /// One member of a described group.
@@ -349,6 +360,41 @@ impl Admin {
             .collect();
         groups.sort_by(|left, right| left.group_id.cmp(&right.group_id));
         Ok(groups)
+    }
+
+    /// Deletes consumer groups and their committed offsets, one result per id in the order
+    /// given. Only a group without members can be deleted. The call fails as a whole only when
+    /// the request cannot be sent or answered.
+    pub async fn delete_groups(&self, group_ids: &[String]) -> Result<Vec<GroupDeletion>, Error> {
+        let request = DeleteGroupsRequest {
+            group_ids: group_ids.to_vec(),
+        };
+        let response = self.cluster.control_request(&request).await?;
+        if response.results.len() != group_ids.len() {
+            return Err(Error::Protocol {
+                address: self.cluster.config().bootstrap.clone(),
+                reason: format!(
+                    "the DeleteGroups response has {} results for {} groups",
+                    response.results.len(),
+                    group_ids.len()
+                ),
+            });
+        }
+        Ok(response
+            .results
+            .into_iter()
+            .map(|result| GroupDeletion {
+                result: if result.error_code.is_none() {
+                    Ok(())
+                } else {
+                    Err(Error::Broker {
+                        code: result.error_code,
+                        message: result.error_message,
+                    })
+                },
+                group_id: result.group_id,
+            })
+            .collect())
     }
 
     /// Describes consumer group `group_id`: members with their assignments and, per partition,

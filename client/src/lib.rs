@@ -72,8 +72,8 @@ pub mod retry;
 
 pub use accumulator::{Header, TopicPartition};
 pub use admin::{
-    Admin, GroupDescription, GroupListing, GroupMember, GroupPartitionLag, PartitionDescription,
-    TopicDescription, TopicListing, TopicSettings,
+    Admin, GroupDeletion, GroupDescription, GroupListing, GroupMember, GroupPartitionLag,
+    PartitionDescription, TopicDescription, TopicListing, TopicSettings,
 };
 pub use cluster::{ClientConfig, Cluster, MetadataSnapshot, TopicInfo};
 pub use connection::{Connection, ConnectionConfig};

@@ -36,7 +36,7 @@ pub enum Command {
     Produce(ProduceArgs),
     /// Consume records from a topic and print them, one per line.
     Consume(ConsumeArgs),
-    /// List consumer groups and describe their members, committed offsets and lag.
+    /// List, describe and delete consumer groups: members, committed offsets and lag.
     #[command(subcommand)]
     Groups(GroupsCommand),
     /// Generate load with producers and consumers and report throughput, latency percentiles
@@ -77,6 +77,13 @@ pub enum GroupsCommand {
     Describe {
         /// The group's id.
         group: String,
+    },
+    /// Delete groups and their committed offsets; only a group without members can be deleted.
+    /// Prints one line per group and fails if any group was not deleted.
+    Delete {
+        /// The groups' ids.
+        #[arg(required = true)]
+        groups: Vec<String>,
     },
 }
 

@@ -15,8 +15,8 @@ use anyhow::{anyhow, bail, Context, Result};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use weir_client::{
     Acks, Admin, ClientConfig, Cluster, ConsumedRecord, Consumer, ConsumerConfig, Delivery,
-    FlushPolicy, GroupDescription, GroupListing, GroupSettings, OffsetReset, Producer,
-    ProducerConfig, SeekTo, TopicConfig, TopicSettings,
+    FlushPolicy, GroupDeletion, GroupDescription, GroupListing, GroupSettings, OffsetReset,
+    Producer, ProducerConfig, SeekTo, TopicConfig, TopicSettings,
 };
 
 use crate::args::{
@@ -319,8 +319,38 @@ async fn run_groups(admin: Admin, command: GroupsCommand) -> Result<()> {
             ),
             Err(error) => return Err(error.into()),
         },
+        GroupsCommand::Delete { groups } => {
+            let deletions = admin.delete_groups(&groups).await?;
+            let failed = write_group_deletions(&mut stdout, &deletions)?;
+            if failed > 0 {
+                bail!("{failed} of {} groups were not deleted", deletions.len());
+            }
+        }
     }
     Ok(())
+}
+
+/// Writes `weir groups delete`: one line per group, `GROUP: deleted` or
+/// `GROUP: not deleted: CODE: why`. Returns how many were not deleted.
+pub fn write_group_deletions(
+    out: &mut impl Write,
+    deletions: &[GroupDeletion],
+) -> std::io::Result<usize> {
+    let mut failed = 0;
+    for deletion in deletions {
+        match &deletion.result {
+            Ok(()) => writeln!(out, "{}: deleted", deletion.group_id)?,
+            Err(weir_client::Error::Broker { code, message }) => {
+                failed += 1;
+                writeln!(out, "{}: not deleted: {code}: {message}", deletion.group_id)?;
+            }
+            Err(error) => {
+                failed += 1;
+                writeln!(out, "{}: not deleted: {error}", deletion.group_id)?;
+            }
+        }
+    }
+    Ok(failed)
 }
 
 /// Writes `weir groups list`: one line per group.
@@ -616,6 +646,29 @@ mod tests {
         for (line, separator, key, value) in cases {
             assert_eq!(split_key(line, separator), (key, value), "{line:?}");
         }
+    }
+
+    #[test]
+    fn group_deletions_print_one_line_each_and_count_failures() {
+        let deletions = [
+            GroupDeletion {
+                group_id: "old".into(),
+                result: Ok(()),
+            },
+            GroupDeletion {
+                group_id: "busy".into(),
+                result: Err(weir_client::Error::Broker {
+                    code: weir_client::ErrorCode::NonEmptyGroup,
+                    message: "group \"busy\" has 2 members".into(),
+                }),
+            },
+        ];
+        let mut out = Vec::new();
+        assert_eq!(write_group_deletions(&mut out, &deletions).unwrap(), 1);
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "old: deleted\nbusy: not deleted: non_empty_group: group \"busy\" has 2 members\n"
+        );
     }
 
     #[test]

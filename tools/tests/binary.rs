@@ -30,7 +30,7 @@ fn help_lists_every_documented_command() {
 fn subcommands_have_their_documented_verbs() {
     let cases: &[(&str, &[&str])] = &[
         ("topic", &["create", "list", "describe", "delete"]),
-        ("groups", &["list", "describe"]),
+        ("groups", &["list", "describe", "delete"]),
         ("usl", &["fit", "sweep"]),
     ];
     for (command, verbs) in cases {
@@ -55,6 +55,7 @@ fn bad_command_lines_fail_with_the_usage_exit_code() {
     let cases: &[&[&str]] = &[
         &["no-such-command"],
         &["groups", "describe"],
+        &["groups", "delete"],
         &["consume"],
         &["topic", "create"],
     ];
