@@ -4,14 +4,17 @@
 //! `/metrics` report the group; the generation, its members and the offsets survive a SIGTERM
 //! restart and a SIGKILL, members of the recovered generation go on heartbeating and committing,
 //! and when they stop they time out and the emptied group is itself recovered after a crash.
+//! DeleteGroups removes empty groups (and their offsets) for good and refuses groups with members;
+//! groups without members expire after `--group-offsets-retention-ms` and stay gone after a crash,
+//! while a group with a live member stays.
 
 use std::collections::BTreeSet;
 use std::thread;
 use std::time::Duration;
 
 use weir_proto::wire::{
-    DescribeGroupsRequest, ErrorCode, FlushPolicy, GroupDescription, HeartbeatRequest,
-    JoinGroupRequest, JoinGroupResponse, LeaveGroupRequest, ListGroupsRequest,
+    DeleteGroupsRequest, DescribeGroupsRequest, ErrorCode, FlushPolicy, GroupDescription,
+    HeartbeatRequest, JoinGroupRequest, JoinGroupResponse, LeaveGroupRequest, ListGroupsRequest,
     OffsetCommitPartition, OffsetCommitRequest, OffsetFetchPartition, OffsetFetchRequest,
     SyncGroupRequest, TopicPartition, GENERATION_NONE, OFFSET_NONE,
 };
@@ -450,4 +453,186 @@ fn group_requests_with_bad_input_get_typed_errors() {
     assert_eq!(again.error_code, ErrorCode::UnknownMemberId);
     let offsets = committed(&mut client, 1, 1);
     assert_eq!(offsets, vec![OFFSET_NONE]);
+}
+
+/// Commits `offset` for partition 0 of `topic_id` as a group that has no members.
+fn commit_as_no_member(client: &mut WireClient, group: &str, topic_id: u32, offset: i64) {
+    let response = client.call_ok(&OffsetCommitRequest {
+        group_id: group.into(),
+        entries: vec![OffsetCommitPartition {
+            topic_id,
+            partition: 0,
+            offset,
+            metadata: String::new(),
+        }],
+        ..OffsetCommitRequest::default()
+    });
+    assert_eq!(response.entries[0].error_code, ErrorCode::None, "{group}");
+}
+
+/// The committed offset of partition 0 of `topic_id` for `group`.
+fn committed_of(client: &mut WireClient, group: &str, topic_id: u32) -> i64 {
+    let response = client.call_ok(&OffsetFetchRequest {
+        group_id: group.into(),
+        entries: vec![OffsetFetchPartition {
+            topic_id,
+            partition: 0,
+        }],
+    });
+    assert_eq!(response.error_code, ErrorCode::None, "{group}");
+    response.entries[0].offset
+}
+
+fn listed(client: &mut WireClient) -> Vec<String> {
+    let groups = client.call_ok(&ListGroupsRequest).groups;
+    groups.into_iter().map(|group| group.group_id).collect()
+}
+
+fn describe_code(client: &mut WireClient, group: &str) -> ErrorCode {
+    let response = client.call_ok(&DescribeGroupsRequest {
+        group_ids: vec![group.into()],
+    });
+    response.groups[0].error_code
+}
+
+/// Joins `GROUP` alone and fetches the assignment; returns `(member id, generation)`.
+fn join_alone(client: &mut WireClient) -> (String, i32) {
+    let joined = client.call_ok(&join_request(""));
+    assert_eq!(
+        joined.error_code,
+        ErrorCode::None,
+        "{}",
+        joined.error_message
+    );
+    let sync = client.call_ok(&SyncGroupRequest {
+        group_id: GROUP.into(),
+        generation: joined.generation,
+        member_id: joined.member_id.clone(),
+    });
+    assert_eq!(sync.error_code, ErrorCode::None, "{}", sync.error_message);
+    (joined.member_id, joined.generation)
+}
+
+#[test]
+fn delete_groups_removes_empty_groups_for_good_and_refuses_groups_with_members() {
+    let data = tempfile::tempdir().expect("data dir");
+    let mut broker =
+        BrokerProcess::start(BrokerOptions::with_cores(2).data_dir(data.path().join("data")));
+    let mut admin = WireClient::connect_and_handshake(broker.addresses().listen);
+    let topic_id = admin.create_topic("events", 2, FlushPolicy::Always);
+    let mut member = WireClient::connect_and_handshake(broker.shard_address(0));
+    join_alone(&mut member);
+    // Several groups, so that both shards coordinate some and deletion is forwarded.
+    let old: Vec<String> = (0..6).map(|index| format!("old-{index}")).collect();
+    for (index, group) in old.iter().enumerate() {
+        commit_as_no_member(&mut admin, group, topic_id, 10 + index as i64);
+    }
+
+    let mut other = WireClient::connect_and_handshake(broker.shard_address(1));
+    let mut ids: Vec<String> = old[..5].to_vec();
+    ids.extend([GROUP.to_string(), "never-existed".to_string()]);
+    let response = other.call_ok(&DeleteGroupsRequest {
+        group_ids: ids.clone(),
+    });
+    let results: Vec<(&str, ErrorCode)> = response
+        .results
+        .iter()
+        .map(|r| (r.group_id.as_str(), r.error_code))
+        .collect();
+    let mut expected: Vec<(&str, ErrorCode)> = old[..5]
+        .iter()
+        .map(|g| (g.as_str(), ErrorCode::None))
+        .collect();
+    expected.push((GROUP, ErrorCode::NonEmptyGroup));
+    expected.push(("never-existed", ErrorCode::GroupIdNotFound));
+    assert_eq!(results, expected);
+    assert!(!response.results[5].error_message.is_empty());
+
+    let check = |client: &mut WireClient, when: &str| {
+        assert_eq!(
+            listed(client),
+            vec![GROUP.to_string(), "old-5".to_string()],
+            "{when}"
+        );
+        for group in &old[..5] {
+            assert_eq!(
+                describe_code(client, group),
+                ErrorCode::GroupIdNotFound,
+                "{when}"
+            );
+            assert_eq!(committed_of(client, group, topic_id), OFFSET_NONE, "{when}");
+        }
+        assert_eq!(committed_of(client, "old-5", topic_id), 15, "{when}");
+        assert_eq!(describe(client).members.len(), 1, "{when}");
+    };
+    check(&mut admin, "after the deletion");
+
+    // A deleted id can be used again; what it commits afterwards is kept across a crash.
+    commit_as_no_member(&mut admin, "old-1", topic_id, 99);
+    broker.kill_9();
+    broker.restart();
+    let mut admin = WireClient::connect_and_handshake(broker.addresses().listen);
+    assert_eq!(committed_of(&mut admin, "old-1", topic_id), 99);
+    let response = admin.call_ok(&DeleteGroupsRequest {
+        group_ids: vec!["old-1".into()],
+    });
+    assert_eq!(response.results[0].error_code, ErrorCode::None);
+    broker.kill_9();
+    broker.restart();
+    let mut admin = WireClient::connect_and_handshake(broker.addresses().listen);
+    check(&mut admin, "after SIGKILL restarts");
+}
+
+#[test]
+fn groups_without_members_expire_after_the_retention_and_stay_gone_after_a_crash() {
+    let data = tempfile::tempdir().expect("data dir");
+    let data_dir = data.path().join("data");
+    let mut broker = BrokerProcess::start(
+        BrokerOptions::with_cores(2)
+            .data_dir(&data_dir)
+            .args(["--group-offsets-retention-ms", "1500"]),
+    );
+    let mut admin = WireClient::connect_and_handshake(broker.addresses().listen);
+    let topic_id = admin.create_topic("events", 2, FlushPolicy::Always);
+    let mut member = WireClient::connect_and_handshake(broker.shard_address(0));
+    let (member_id, generation) = join_alone(&mut member);
+    let idle: Vec<String> = (0..4).map(|index| format!("idle-{index}")).collect();
+    for group in &idle {
+        commit_as_no_member(&mut admin, group, topic_id, 7);
+    }
+    assert_eq!(listed(&mut admin).len(), 1 + idle.len());
+
+    // The member keeps its session alive while the offsets-only groups age out. It joined
+    // before they committed, so it would have expired first if members did not hold it.
+    wait_until(DEADLINE, "the offsets-only groups expire", || {
+        assert_eq!(
+            heartbeat(&mut member, &member_id, generation),
+            ErrorCode::None
+        );
+        listed(&mut admin) == vec![GROUP.to_string()]
+    });
+    assert_eq!(describe(&mut admin).members.len(), 1);
+    for group in &idle {
+        assert_eq!(committed_of(&mut admin, group, topic_id), OFFSET_NONE);
+        assert_eq!(describe_code(&mut admin, group), ErrorCode::GroupIdNotFound);
+    }
+    let expired = wait_for(DEADLINE, "weir_groups_expired_total", || {
+        let metrics = Metrics::scrape(broker.metrics_address()).ok()?;
+        metrics.sum("weir_groups_expired_total")
+    });
+    assert_eq!(expired, idle.len() as f64);
+
+    // After a crash, a broker that would keep empty groups for a week still does not have them:
+    // the tombstones hold. The group with a member is restored with it.
+    broker.kill_9();
+    drop(broker);
+    let broker = BrokerProcess::start(BrokerOptions::with_cores(2).data_dir(&data_dir));
+    let mut admin = WireClient::connect_and_handshake(broker.addresses().listen);
+    assert_eq!(listed(&mut admin), vec![GROUP.to_string()]);
+    for group in &idle {
+        assert_eq!(committed_of(&mut admin, group, topic_id), OFFSET_NONE);
+    }
+    let restored = describe(&mut admin);
+    assert_eq!(restored.members.len(), 1);
+    assert_eq!(restored.members[0].member_id, member_id);
 }
