@@ -1,8 +1,9 @@
 //! Consumer groups against real `weir-broker` processes: members split a topic's partitions
 //! (one owner per partition and generation), a member killed without leaving is replaced after
 //! its session timeout with nothing lost, committed offsets survive SIGTERM and SIGKILL restarts,
-//! `weir consume --group` resumes where the group left off, and `weir groups describe` reports
-//! lag as produced minus committed.
+//! `weir consume --group` resumes where the group left off, `weir groups describe` reports
+//! lag as produced minus committed, and `weir groups delete` deletes empty groups, one line per
+//! group, failing when a group has members or does not exist.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::process::{Child, Command, Stdio};
@@ -720,6 +721,90 @@ fn a_session_timeout_below_the_brokers_minimum_and_an_unknown_group_are_clear_er
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(
         stderr.starts_with("error: group \"nobody\" does not exist"),
+        "{}",
+        describe_cli_run(&args, &output)
+    );
+}
+
+#[test]
+fn weir_groups_delete_removes_empty_groups_and_fails_for_busy_or_unknown_ones() {
+    use weir_proto::wire::{JoinGroupRequest, OffsetCommitPartition, OffsetCommitRequest};
+    use weir_tests::wire::WireClient;
+
+    let broker = start_broker();
+    let mut wire = WireClient::connect_and_handshake(broker.addresses().listen);
+    let topic_id = wire.create_topic("orders", 1, weir_proto::wire::FlushPolicy::Always);
+    for group in ["done", "finished"] {
+        let committed = wire.call_ok(&OffsetCommitRequest {
+            group_id: group.into(),
+            entries: vec![OffsetCommitPartition {
+                topic_id,
+                partition: 0,
+                offset: 3,
+                metadata: String::new(),
+            }],
+            ..OffsetCommitRequest::default()
+        });
+        assert!(committed.entries[0].error_code.is_none(), "{group}");
+    }
+    // A member that stays for the whole test (its session outlasts it).
+    let joined = wire.call_ok(&JoinGroupRequest {
+        group_id: "busy".into(),
+        member_id: String::new(),
+        client_id: "worker".into(),
+        session_timeout_ms: 60_000,
+        rebalance_timeout_ms: 60_000,
+        topics: vec!["orders".into()],
+        strategies: vec!["range".into()],
+        owned: Vec::new(),
+    });
+    assert!(joined.error_code.is_none(), "{}", joined.error_message);
+
+    let bootstrap = broker.bootstrap();
+    let args = [
+        "--broker", &bootstrap, "groups", "delete", "done", "finished",
+    ];
+    let output = run_cli(&args, b"", CLI_TIMEOUT);
+    assert!(
+        output.status.success(),
+        "{}",
+        describe_cli_run(&args, &output)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&output.stdout),
+        "done: deleted\nfinished: deleted\n"
+    );
+
+    let args = ["--broker", &bootstrap, "groups", "delete", "busy", "done"];
+    let output = run_cli(&args, b"", CLI_TIMEOUT);
+    let context = describe_cli_run(&args, &output);
+    assert_eq!(output.status.code(), Some(1), "{context}");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines.len(), 2, "{context}");
+    assert!(
+        lines[0].starts_with("busy: not deleted: non_empty_group: "),
+        "{context}"
+    );
+    assert!(
+        lines[1].starts_with("done: not deleted: group_id_not_found: "),
+        "{context}"
+    );
+    assert!(
+        String::from_utf8_lossy(&output.stderr).contains("2 of 2 groups were not deleted"),
+        "{context}"
+    );
+
+    let args = ["--broker", &bootstrap, "groups", "list"];
+    let output = run_cli(&args, b"", CLI_TIMEOUT);
+    let listed: Vec<String> = String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .skip(1)
+        .filter_map(|line| line.split_whitespace().next().map(str::to_string))
+        .collect();
+    assert_eq!(
+        listed,
+        vec!["busy".to_string()],
         "{}",
         describe_cli_run(&args, &output)
     );
