@@ -133,7 +133,7 @@ error_codes! {
     InvalidSessionTimeout = 35, "invalid_session_timeout", retriable: false,
         "The session timeout is outside the broker's configured minimum and maximum.";
     GroupIdNotFound = 36, "group_id_not_found", retriable: false,
-        "DescribeGroups names a group the broker does not know.";
+        "DescribeGroups or DeleteGroups names a group the broker does not know.";
     GroupMaxSizeReached = 37, "group_max_size_reached", retriable: false,
         "The group already has the broker's maximum number of members.";
     GroupsMaxReached = 38, "groups_max_reached", retriable: false,
