@@ -674,8 +674,15 @@ pub async fn commit_offsets(
         );
         return OffsetCommitResponse { entries: results };
     }
+    let existed = shard.groups.borrow().contains(&request.group_id);
     let batch = Bytes::from(offsets::encode_commit_batch(&commits, now_ms));
     match partition.log.append(batch).await {
+        Ok(_) if existed && !shard.groups.borrow().contains(&request.group_id) => {
+            // The group was deleted or expired while the commit was written: its tombstone
+            // follows the commit in the log, so replay forgets the commit; memory does too.
+            partition.appended.notify();
+            warn!(group = %request.group_id, "group removed while its commit was written");
+        }
         Ok(_) => {
             partition.appended.notify();
             let progress: Vec<(TopicPartition, i64)> = commits

@@ -368,6 +368,11 @@ impl Coordinator {
         }
     }
 
+    /// Whether this coordinator holds group `group_id`.
+    pub fn contains(&self, group_id: &str) -> bool {
+        self.groups.contains_key(group_id)
+    }
+
     /// How many groups this coordinator holds.
     pub fn group_count(&self) -> usize {
         self.groups.len()
