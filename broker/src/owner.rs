@@ -20,7 +20,7 @@ use std::time::Instant;
 use bytes::Bytes;
 use tracing::{debug, error, warn};
 use weir_proto::batch::{
-    peek_batch_size, BatchError, BatchHeader, BatchIter, BatchLimits, BATCH_HEADER_BYTES,
+    split_validated, BatchError, BatchHeader, BatchLimits, ValidatedBatch, BATCH_HEADER_BYTES,
 };
 use weir_proto::wire::{
     DescribedPartition, ErrorCode, FetchPartition, FetchPartitionResult, FetchRecords,
@@ -140,45 +140,22 @@ fn batch_error_code(error: &BatchError) -> ErrorCode {
 
 /// Splits `records` into whole batches with valid headers and CRCs (zero-copy slices), or says
 /// why it cannot.
-pub fn split_batches(records: &Bytes, limits: &BatchLimits) -> Result<Vec<Bytes>, SplitError> {
+pub fn split_batches(
+    records: &Bytes,
+    limits: &BatchLimits,
+) -> Result<Vec<ValidatedBatch>, SplitError> {
     if records.is_empty() {
         return Err(SplitError::Empty);
     }
-    let mut batches = Vec::new();
-    // Header and CRC only: the broker stores the producer's bytes without decoding records.
-    let mut iter = BatchIter::new(records, limits);
-    let mut start = 0usize;
-    for item in iter.by_ref() {
-        let (_, batch) = item?;
-        batches.push(records.slice(start..start + batch.len()));
-        start += batch.len();
-    }
-    if start != records.len() {
+    // Header and CRC only, once per batch: the broker stores the producer's bytes without
+    // decoding records, and the log's append takes the checked batch without checking again.
+    let split = split_validated(records, limits)?;
+    if split.trailing_bytes != 0 {
         return Err(SplitError::TrailingPartialBatch {
-            bytes: records.len() - start,
+            bytes: split.trailing_bytes,
         });
     }
-    Ok(batches)
-}
-
-/// The entry's records as its only batch, when its header says the records are exactly one
-/// batch within the size limit; `None` otherwise (several batches, or bytes to refuse).
-///
-/// The batch's header and CRC are not checked here: `PartitionLog::append` checks them before
-/// it admits the batch, with the same errors [`split_batches`] would give, and refuses it whole,
-/// so checking here too would compute the CRC of every produced byte twice.
-fn single_batch(records: &Bytes, limits: &BatchLimits) -> Option<Bytes> {
-    match peek_batch_size(records, limits) {
-        Ok(Some(size_bytes)) if size_bytes == records.len() => Some(records.clone()),
-        _ => None,
-    }
-}
-
-/// Whether `batch`'s header carries an idempotent producer's id, epoch and sequence.
-fn has_producer_fields(batch: &[u8]) -> bool {
-    BatchHeader::view(batch)
-        .and_then(ProducerBatch::from_header)
-        .is_some()
+    Ok(split.batches)
 }
 
 /// Appends every entry to its partition (partitions concurrently, batches of one entry in order).
@@ -216,12 +193,7 @@ async fn produce_entry(shard: &Rc<Shard>, entry: ProducePartition) -> ProducePar
     // Split, then let go of the entry's handle on the frame: a batch that is the last handle on
     // its bytes is appended without a copy (`PartitionLog::append`).
     let records = entry.records;
-    let split = match single_batch(&records, &limits) {
-        // A batch with producer fields is checked against the producer table before it is
-        // appended, so its CRC is checked first, by the split.
-        Some(batch) if !has_producer_fields(&batch) => Ok(vec![batch]),
-        _ => split_batches(&records, &limits),
-    };
+    let split = split_batches(&records, &limits);
     drop(records);
     let batches = match split {
         Ok(batches) => batches,
@@ -233,7 +205,7 @@ async fn produce_entry(shard: &Rc<Shard>, entry: ProducePartition) -> ProducePar
     };
     let producer_batches: Vec<Option<ProducerBatch>> = batches
         .iter()
-        .map(|batch| BatchHeader::view(batch).and_then(ProducerBatch::from_header))
+        .map(|batch| BatchHeader::view(batch.bytes()).and_then(ProducerBatch::from_header))
         .collect();
     let appended = if producer_batches.iter().all(Option::is_none) {
         append_batches(&partition, batches).await
@@ -283,7 +255,7 @@ async fn produce_entry(shard: &Rc<Shard>, entry: ProducePartition) -> ProducePar
 /// Appends `batches` in order; returns (first base offset, log start, bytes, records).
 async fn append_batches(
     partition: &Partition,
-    batches: Vec<Bytes>,
+    batches: Vec<ValidatedBatch>,
 ) -> Result<(i64, i64, u64, u64), AppendError> {
     let mut base_offset = None;
     let mut log_start_offset = OFFSET_NONE;
@@ -292,8 +264,8 @@ async fn append_batches(
     // Appends of one entry go in order; storage shares one fdatasync among concurrent appends
     // of other entries and connections.
     for batch in batches {
-        let record_count = batch_records(&batch);
-        let info = partition.log.append(batch).await?;
+        let record_count = batch_records(batch.bytes());
+        let info = partition.log.append_validated(batch).await?;
         partition.appended.notify();
         base_offset.get_or_insert(info.base_offset);
         log_start_offset = info.log_start_offset;
@@ -315,7 +287,7 @@ async fn append_batches(
 async fn append_idempotent(
     shard: &Shard,
     partition: &Partition,
-    batches: Vec<Bytes>,
+    batches: Vec<ValidatedBatch>,
     producer_batches: &[Option<ProducerBatch>],
 ) -> Result<Result<(i64, i64, u64, u64), AppendError>, SequenceError> {
     let mut ids: Vec<i64> = producer_batches
@@ -356,8 +328,8 @@ async fn append_idempotent(
             base_offset.get_or_insert(original);
             continue;
         }
-        let record_count = batch_records(&batch);
-        let info = match partition.log.append(batch).await {
+        let record_count = batch_records(batch.bytes());
+        let info = match partition.log.append_validated(batch).await {
             Ok(info) => info,
             Err(error) => return Ok(Err(error)),
         };
@@ -817,11 +789,15 @@ mod tests {
         let both = Bytes::from(both);
         let split = split_batches(&both, &limits).unwrap();
         assert_eq!(split.len(), 2);
-        assert_eq!(&split[0][..], &one[..]);
-        assert_eq!(&split[1][..], &two[..]);
-        assert_eq!(batch_records(&split[0]), 2);
-        assert_eq!(batch_records(&split[1]), 1);
-        assert_eq!(next_offset(&split[0]), Some(2), "base 0 + last delta 1 + 1");
+        assert_eq!(&split[0].bytes()[..], &one[..]);
+        assert_eq!(&split[1].bytes()[..], &two[..]);
+        assert_eq!(batch_records(split[0].bytes()), 2);
+        assert_eq!(batch_records(split[1].bytes()), 1);
+        assert_eq!(
+            next_offset(split[0].bytes()),
+            Some(2),
+            "base 0 + last delta 1 + 1"
+        );
 
         assert!(split_batches(&Bytes::new(), &limits).is_err());
         let truncated = both.slice(..both.len() - 1);

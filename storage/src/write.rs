@@ -39,7 +39,7 @@ use std::{
 
 use bytes::{Bytes, BytesMut};
 use futures_lite::future::zip;
-use weir_proto::batch::{set_base_offset, validate_batch_header_and_crc, BatchHeader, BatchInfo};
+use weir_proto::batch::{set_base_offset, BatchHeader, BatchInfo, ValidatedBatch};
 
 use crate::{
     config::FlushPolicy,
@@ -178,7 +178,20 @@ impl PartitionLog {
     /// is durable under the flush policy. A batch that fails is not in the log and the log end
     /// offset does not move past it.
     pub async fn append(&self, batch: Bytes) -> Result<AppendInfo, AppendError> {
-        let info = validate_batch_header_and_crc(&batch, &self.config.batch_limits)?;
+        let batch = ValidatedBatch::new(batch, &self.config.batch_limits)?;
+        self.append_validated(batch).await
+    }
+
+    /// Appends one batch whose header and CRC the caller already checked, like
+    /// [`PartitionLog::append`] without computing the CRC again. A batch checked under limits
+    /// looser than the log's is checked again under the log's.
+    pub async fn append_validated(&self, batch: ValidatedBatch) -> Result<AppendInfo, AppendError> {
+        let batch = if batch.satisfies(&self.config.batch_limits) {
+            batch
+        } else {
+            ValidatedBatch::new(batch.into_parts().0, &self.config.batch_limits)?
+        };
+        let (batch, info) = batch.into_parts();
         let size_bytes = batch.len();
         let mut bytes = Some(match batch.try_into_mut() {
             Ok(unique) => unique,

@@ -4,6 +4,7 @@
 mod common;
 
 use common::{base_offset, batch, read_all, run, small_config, stored};
+use weir_proto::batch::{BatchLimits, ValidatedBatch};
 use weir_storage::{AppendError, FlushPolicy, LogConfig, PartitionLog, ReadError};
 
 #[test]
@@ -115,6 +116,33 @@ fn oversized_and_invalid_batches_are_rejected_without_moving_offsets() {
                 .base_offset,
             1
         );
+    });
+}
+
+#[test]
+fn a_batch_checked_under_looser_limits_is_checked_again_under_the_logs() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().to_path_buf();
+    run(move || async move {
+        let mut config = small_config(FlushPolicy::Always);
+        config.batch_limits.batch_bytes_max = 1024;
+        let log = PartitionLog::open(&path, config).await.expect("open");
+        let loose = BatchLimits::default();
+        let small = ValidatedBatch::new(batch(1, 1, 10, 1), &loose).expect("valid");
+        assert_eq!(
+            log.append_validated(small)
+                .await
+                .expect("append")
+                .base_offset,
+            0
+        );
+        let too_big = ValidatedBatch::new(batch(2, 4, 400, 1), &loose).expect("valid");
+        let refused = log.append_validated(too_big).await;
+        assert!(
+            matches!(refused, Err(AppendError::InvalidBatch(_))),
+            "{refused:?}"
+        );
+        assert_eq!(log.log_end_offset(), 1);
     });
 }
 

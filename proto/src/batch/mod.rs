@@ -12,6 +12,8 @@
 //!   [`set_partition_leader_epoch`]) without recomputing it.
 //! - A batch accepted by [`validate_batch`] yields exactly `records_count` records from
 //!   [`records`], with offsets `base_offset..=last_offset` in order and no error.
+//! - A [`ValidatedBatch`] carries the proof that its exact bytes passed
+//!   [`validate_batch_header_and_crc`], so the broker checks a produced batch's CRC once.
 //!
 //! The byte diagrams live in `docs/BATCH_FORMAT.md`.
 
@@ -24,6 +26,7 @@ mod header;
 mod iter;
 mod record;
 mod validate;
+mod validated;
 mod varint;
 
 #[cfg(test)]
@@ -40,6 +43,7 @@ pub use validate::{
     peek_batch_size, set_base_offset, set_partition_leader_epoch, set_producer, validate_batch,
     validate_batch_header_and_crc, BatchInfo, BatchLimits,
 };
+pub use validated::{split_validated, ValidatedBatch, ValidatedSplit};
 
 /// Size in bytes of the fixed batch header, from `baseOffset` through `recordsCount`.
 pub const BATCH_HEADER_BYTES: usize = 61;
