@@ -3,12 +3,16 @@
 //! [`Accumulator`] owns every record a producer has accepted but not yet seen acknowledged. Each
 //! partition has at most one open batch (a [`BatchBuilder`] that records are appended to
 //! directly, so a record costs no allocation of its own), a queue of closed batches waiting to be
-//! sent, and at most one batch in flight. Invariants:
+//! sent, and at most `in_flight_max` batches in flight (sent and not yet completed). Invariants:
 //! - a batch never holds more than `batch_bytes_max` bytes (a record that does not fit closes the
 //!   open batch and starts the next one; a record that fits in no batch is refused);
-//! - per partition, batches leave in the order their records were appended, and a batch handed
-//!   to the sender is the only one in flight for its partition until it is acknowledged, failed,
-//!   or put back at the head of the queue for a retry, so retries never reorder a partition;
+//! - per partition, batches leave in the order their records were appended (each gets the next
+//!   id of its partition when it closes), and at most `in_flight_max` of them are outstanding;
+//! - a batch put back for a retry goes into the queue in id order, before every batch not sent
+//!   yet, and is sent again only once none of its partition's batches is on the wire any more,
+//!   so the retried batches leave again in their original order and nothing overtakes them;
+//! - batches complete in send order: an outcome that arrives while an older batch of the same
+//!   partition is outstanding is held ([`Accumulator::finish`]) until the older one completes;
 //! - the bytes of every accepted record stay reserved in the [`BufferPool`] until its batch is
 //!   acknowledged or has failed, so buffered memory never exceeds `buffer_bytes_max`.
 //!
@@ -89,6 +93,9 @@ pub struct BatchingConfig {
     pub batch_bytes_max: u64,
     /// How keyed records are placed.
     pub partitioning: Partitioning,
+    /// The most batches of one partition outstanding at once (sent and not yet completed);
+    /// at least 1.
+    pub in_flight_max: usize,
 }
 
 /// A record appended to an open batch: where it went and how to learn its fate.
@@ -111,6 +118,8 @@ pub struct Appended {
 pub struct ReadyBatch {
     /// The partition the batch belongs to.
     pub topic_partition: TopicPartition,
+    /// The batch's place in its partition's send order (increasing as batches close).
+    pub id: u64,
     /// The encoded RecordBatch v2 bytes (base offset 0; the broker assigns it).
     pub records: Bytes,
     /// The number of records in the batch.
@@ -150,8 +159,10 @@ struct OpenBatch {
 struct PartitionQueue {
     open: Option<OpenBatch>,
     closed: VecDeque<ReadyBatch>,
-    /// Watches the batch of this partition that is in flight, if one is.
-    in_flight: Option<watch::Receiver<BatchOutcome>>,
+    /// The batches of this partition handed to the sender and not completed yet, oldest first.
+    in_flight: VecDeque<Slot>,
+    /// The id of this partition's next closed batch.
+    next_id: u64,
     /// The initial capacity of this partition's next batch: `batch_bytes_max` after a batch
     /// closed full, decaying by a quarter per batch sent before it filled (never below that
     /// batch's size), so a steady stream of full batches allocates each batch once instead of
@@ -165,6 +176,32 @@ impl PartitionQueue {
     fn next_batch_capacity(&self, batch_bytes_max: u64) -> usize {
         self.next_batch_bytes
             .min(usize::try_from(batch_bytes_max).unwrap_or(usize::MAX))
+    }
+}
+
+/// One outstanding batch of a partition.
+struct Slot {
+    id: u64,
+    watch: watch::Receiver<BatchOutcome>,
+    state: SlotState,
+}
+
+enum SlotState {
+    /// Handed to the sender, on the wire or about to be.
+    Sent,
+    /// Back in the partition's queue for a retry.
+    Requeued,
+    /// Answered, waiting for an older batch of the partition to complete first.
+    Finished(Box<(ReadyBatch, BatchOutcome)>),
+}
+
+impl PartitionQueue {
+    fn is_empty(&self) -> bool {
+        self.open.is_none() && self.closed.is_empty() && self.in_flight.is_empty()
+    }
+
+    fn has_room(&self, in_flight_max: usize) -> bool {
+        self.in_flight.len() < in_flight_max
     }
 }
 
@@ -304,28 +341,63 @@ impl Accumulator {
         })
     }
 
-    /// Moves the batches that are ready into `ready`: for each partition with nothing in flight,
-    /// its oldest closed batch, or its open batch once it has lingered `linger_ms` (or at once
-    /// when `flush` is true). Each batch moved is marked in flight for its partition.
+    /// Moves the batches that are ready into `ready`, oldest first per partition: batches put
+    /// back for a retry once none of their partition's batches is on the wire, then closed
+    /// batches (and the open batch once it has lingered `linger_ms`, or at once when `flush` is
+    /// true) while the partition has fewer than `in_flight_max` batches outstanding. Each batch
+    /// moved is marked in flight for its partition.
     pub fn drain_ready(&mut self, now: Instant, flush: bool, ready: &mut Vec<ReadyBatch>) {
         let linger = Duration::from_millis(self.config.linger_ms);
+        let in_flight_max = self.config.in_flight_max.max(1);
         let mut closed_partitions = Vec::new();
         for (topic_partition, queue) in &mut self.queues {
-            if queue.in_flight.is_some() {
+            let requeued = queue
+                .in_flight
+                .iter()
+                .any(|slot| matches!(slot.state, SlotState::Requeued));
+            let on_wire = queue
+                .in_flight
+                .iter()
+                .any(|slot| matches!(slot.state, SlotState::Sent));
+            if requeued && on_wire {
+                // Later batches still have to come back before the retried ones go out again.
                 continue;
             }
-            if queue.closed.is_empty() {
-                let lingered = queue.open.as_ref().is_some_and(|open| {
-                    flush || now.saturating_duration_since(open.created) >= linger
-                });
-                if !lingered {
+            loop {
+                let front_id = queue.closed.front().map(|batch| batch.id);
+                if let Some(slot) = front_id.and_then(|id| {
+                    queue
+                        .in_flight
+                        .iter_mut()
+                        .find(|slot| slot.id == id && matches!(slot.state, SlotState::Requeued))
+                }) {
+                    slot.state = SlotState::Sent;
+                    if let Some(batch) = queue.closed.pop_front() {
+                        ready.push(batch);
+                    }
                     continue;
                 }
-                close_open_batch(queue, *topic_partition);
-                closed_partitions.push(*topic_partition);
-            }
-            if let Some(batch) = queue.closed.pop_front() {
-                queue.in_flight = Some(batch.completion.subscribe());
+                if !queue.has_room(in_flight_max) {
+                    break;
+                }
+                if queue.closed.is_empty() {
+                    let lingered = queue.open.as_ref().is_some_and(|open| {
+                        flush || now.saturating_duration_since(open.created) >= linger
+                    });
+                    if !lingered {
+                        break;
+                    }
+                    close_open_batch(queue, *topic_partition);
+                    closed_partitions.push(*topic_partition);
+                }
+                let Some(batch) = queue.closed.pop_front() else {
+                    break;
+                };
+                queue.in_flight.push_back(Slot {
+                    id: batch.id,
+                    watch: batch.completion.subscribe(),
+                    state: SlotState::Sent,
+                });
                 ready.push(batch);
             }
         }
@@ -334,46 +406,96 @@ impl Accumulator {
         }
     }
 
-    /// Returns the earliest instant at which an open batch of a partition with nothing in flight
-    /// finishes lingering, or `None` if there is no such batch.
+    /// Returns the earliest instant at which an open batch of a partition with room for another
+    /// batch in flight finishes lingering, or `None` if there is no such batch.
     pub fn next_linger_deadline(&self) -> Option<Instant> {
         let linger = Duration::from_millis(self.config.linger_ms);
+        let in_flight_max = self.config.in_flight_max.max(1);
         self.queues
             .values()
-            .filter(|queue| queue.in_flight.is_none())
+            .filter(|queue| queue.has_room(in_flight_max))
             .filter_map(|queue| queue.open.as_ref().map(|open| open.created + linger))
             .min()
     }
 
-    /// Returns true when some partition with nothing in flight has a closed batch waiting.
+    /// Returns true when some partition with room for another batch in flight has a closed
+    /// batch waiting.
     pub fn has_closed_batch_waiting(&self) -> bool {
+        let in_flight_max = self.config.in_flight_max.max(1);
         self.queues
             .values()
-            .any(|queue| queue.in_flight.is_none() && !queue.closed.is_empty())
+            .any(|queue| queue.has_room(in_flight_max) && !queue.closed.is_empty())
     }
 
-    /// Marks the in-flight batch of `topic_partition` as finished (acknowledged or failed), so the
-    /// partition's next batch may be sent.
-    pub fn batch_finished(&mut self, topic_partition: TopicPartition) {
-        if let Some(queue) = self.queues.get_mut(&topic_partition) {
-            queue.in_flight = None;
-            if queue.open.is_none() && queue.closed.is_empty() {
-                let next_batch_bytes = queue.next_batch_bytes;
-                self.queues.remove(&topic_partition);
-                if next_batch_bytes > 0 {
-                    self.batch_bytes_hints
-                        .insert(topic_partition, next_batch_bytes);
-                }
+    /// Returns true when `batch` is the oldest outstanding batch of its partition: no batch
+    /// sent before it is still waiting for its outcome.
+    pub fn is_oldest_outstanding(&self, batch: &ReadyBatch) -> bool {
+        self.queues
+            .get(&batch.topic_partition)
+            .and_then(|queue| queue.in_flight.front())
+            .is_none_or(|slot| slot.id == batch.id)
+    }
+
+    /// Records the outcome of an in-flight batch and returns the batches that complete now, in
+    /// send order: this one and the held ones after it once no older batch of the partition is
+    /// outstanding, or none while an older batch still is (this outcome is held until then).
+    pub fn finish(
+        &mut self,
+        batch: ReadyBatch,
+        outcome: BatchOutcome,
+    ) -> Vec<(ReadyBatch, BatchOutcome)> {
+        let topic_partition = batch.topic_partition;
+        let Some(queue) = self.queues.get_mut(&topic_partition) else {
+            return vec![(batch, outcome)];
+        };
+        let Some(slot) = queue.in_flight.iter_mut().find(|slot| slot.id == batch.id) else {
+            return vec![(batch, outcome)];
+        };
+        slot.state = SlotState::Finished(Box::new((batch, outcome)));
+        let mut done = Vec::new();
+        while queue
+            .in_flight
+            .front()
+            .is_some_and(|slot| matches!(slot.state, SlotState::Finished(_)))
+        {
+            if let Some(Slot {
+                state: SlotState::Finished(finished),
+                ..
+            }) = queue.in_flight.pop_front()
+            {
+                done.push(*finished);
             }
         }
+        if queue.is_empty() {
+            let next_batch_bytes = queue.next_batch_bytes;
+            self.queues.remove(&topic_partition);
+            if next_batch_bytes > 0 {
+                self.batch_bytes_hints
+                    .insert(topic_partition, next_batch_bytes);
+            }
+        }
+        done
     }
 
-    /// Puts an in-flight batch back at the head of its partition's queue so it is sent again
-    /// before any later batch of that partition.
+    /// Puts an in-flight batch back into its partition's queue for a retry, in id order before
+    /// every batch not sent yet; it is sent again once none of its partition's batches is on
+    /// the wire (see [`Accumulator::drain_ready`]).
     pub fn requeue(&mut self, batch: ReadyBatch) {
         let queue = self.queues.entry(batch.topic_partition).or_default();
-        queue.in_flight = None;
-        queue.closed.push_front(batch);
+        match queue.in_flight.iter_mut().find(|slot| slot.id == batch.id) {
+            Some(slot) => slot.state = SlotState::Requeued,
+            None => queue.in_flight.push_back(Slot {
+                id: batch.id,
+                watch: batch.completion.subscribe(),
+                state: SlotState::Requeued,
+            }),
+        }
+        let position = queue
+            .closed
+            .iter()
+            .position(|queued| queued.id > batch.id)
+            .unwrap_or(queue.closed.len());
+        queue.closed.insert(position, batch);
     }
 
     /// Closes every open batch and returns a watch on every batch that is open, closed or in
@@ -387,7 +509,7 @@ impl Accumulator {
                 close_open_batch(queue, *topic_partition);
                 closed_partitions.push(*topic_partition);
             }
-            watches.extend(queue.in_flight.iter().cloned());
+            watches.extend(queue.in_flight.iter().map(|slot| slot.watch.clone()));
             watches.extend(
                 queue
                     .closed
@@ -411,7 +533,7 @@ impl Accumulator {
             }
             unsent.extend(queue.closed.drain(..));
         }
-        self.queues.retain(|_, queue| queue.in_flight.is_some());
+        self.queues.retain(|_, queue| !queue.in_flight.is_empty());
         unsent
     }
 
@@ -436,8 +558,11 @@ fn close_open_batch(queue: &mut PartitionQueue, topic_partition: TopicPartition)
         // batch among full ones does not make the next full one grow by copies.
         let decayed = queue.next_batch_bytes - queue.next_batch_bytes / 4;
         queue.next_batch_bytes = open.builder.size_bytes().max(decayed);
+        let id = queue.next_id;
+        queue.next_id += 1;
         queue.closed.push_back(ReadyBatch {
             topic_partition,
+            id,
             records: Bytes::from(open.builder.finish()),
             records_count,
             reserved_bytes: open.reserved_bytes,
@@ -554,11 +679,24 @@ mod tests {
     }
 
     fn accumulator(linger_ms: u64, batch_bytes_max: u64) -> Accumulator {
+        accumulator_in_flight(linger_ms, batch_bytes_max, 1)
+    }
+
+    fn accumulator_in_flight(
+        linger_ms: u64,
+        batch_bytes_max: u64,
+        in_flight_max: usize,
+    ) -> Accumulator {
         Accumulator::new(BatchingConfig {
             linger_ms,
             batch_bytes_max,
             partitioning: Partitioning::KeyHash,
+            in_flight_max,
         })
+    }
+
+    fn acked() -> BatchOutcome {
+        BatchOutcome::Acked { base_offset: 0 }
     }
 
     fn append(acc: &mut Accumulator, at: Instant, partition_number: u32, value: &[u8]) -> Appended {
@@ -616,8 +754,11 @@ mod tests {
         loop {
             acc.drain_ready(now, true, &mut ready);
             let Some(batch) = ready.pop() else { break };
-            acc.batch_finished(batch.topic_partition);
-            batches.push(batch);
+            let id = batch.id;
+            let done = acc.finish(batch, acked());
+            assert_eq!(done.len(), 1);
+            assert_eq!(done[0].0.id, id);
+            batches.extend(done.into_iter().map(|(batch, _)| batch));
         }
         assert_eq!(batches.len(), closes + 1);
         let mut values = Vec::new();
@@ -731,11 +872,63 @@ mod tests {
             let _ = batch
                 .completion
                 .send(BatchOutcome::Acked { base_offset: 0 });
-            acc.batch_finished(batch.topic_partition);
+            acc.finish(batch, acked());
             acc.drain_ready(now, true, &mut ready);
             sent += usize::from(!ready.is_empty());
         }
         assert_eq!(sent, 3);
+        assert!(acc.is_empty());
+    }
+
+    #[test]
+    fn several_batches_fly_per_partition_complete_in_order_and_retries_go_first_in_order() {
+        let value = [b'v'; 8];
+        let per_record = record_bytes_estimate(None, &value, &[]);
+        let mut acc = accumulator_in_flight(0, BATCH_HEADER_BYTES + per_record, 3);
+        let now = Instant::now();
+        for _ in 0..6 {
+            append(&mut acc, now, 0, &value);
+        }
+        let mut ready = Vec::new();
+        acc.drain_ready(now, true, &mut ready);
+        let ids: Vec<u64> = ready.iter().map(|batch| batch.id).collect();
+        assert_eq!(ids, [0, 1, 2], "three in flight, in order");
+        let mut more = Vec::new();
+        acc.drain_ready(now, true, &mut more);
+        assert!(more.is_empty(), "no fourth batch while three are in flight");
+
+        let third = ready.pop().expect("batch 2");
+        let second = ready.pop().expect("batch 1");
+        let first = ready.pop().expect("batch 0");
+        assert!(acc.is_oldest_outstanding(&first));
+        assert!(!acc.is_oldest_outstanding(&second));
+
+        // Batch 1 fails and is put back; batch 2's answer (acked) is held behind it.
+        acc.requeue(second);
+        assert!(acc.finish(third, acked()).is_empty(), "held behind batch 1");
+        // Batch 0 is still on the wire: the retry waits, and nothing new is sent.
+        acc.drain_ready(now, true, &mut more);
+        assert!(more.is_empty());
+        // Batch 0 completes alone; now batch 1 goes again, before batch 3.
+        let done = acc.finish(first, acked());
+        assert_eq!(done.iter().map(|(b, _)| b.id).collect::<Vec<_>>(), [0]);
+        acc.drain_ready(now, true, &mut more);
+        let ids: Vec<u64> = more.iter().map(|batch| batch.id).collect();
+        assert_eq!(ids, [1, 3], "the retry first, then room for one new batch");
+        let fourth = more.pop().expect("batch 3");
+        let second = more.pop().expect("batch 1 again");
+        assert!(acc.is_oldest_outstanding(&second));
+        // Batch 1 acked: it and the held batch 2 complete together, in order.
+        let done = acc.finish(second, acked());
+        assert_eq!(done.iter().map(|(b, _)| b.id).collect::<Vec<_>>(), [1, 2]);
+        let done = acc.finish(fourth, acked());
+        assert_eq!(done.iter().map(|(b, _)| b.id).collect::<Vec<_>>(), [3]);
+        acc.drain_ready(now, true, &mut more);
+        let ids: Vec<u64> = more.iter().map(|batch| batch.id).collect();
+        assert_eq!(ids, [4, 5]);
+        for batch in more.drain(..) {
+            assert_eq!(acc.finish(batch, acked()).len(), 1);
+        }
         assert!(acc.is_empty());
     }
 
@@ -788,6 +981,7 @@ mod tests {
             linger_ms: 60_000,
             batch_bytes_max: 1 << 20,
             partitioning: Partitioning::ConsistentHash { virtual_nodes: 64 },
+            in_flight_max: 1,
         });
         let ring = HashRing::new(6, 64).expect("ring");
         for index in 0..500 {

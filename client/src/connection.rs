@@ -79,7 +79,7 @@ struct Pending {
 struct Shared {
     address: String,
     pending: Mutex<Pending>,
-    inflight: Semaphore,
+    inflight: Arc<Semaphore>,
     /// Throttle deadline from the latest response, as milliseconds since `epoch`; 0 when none.
     throttle_until_ms: AtomicU64,
     epoch: Instant,
@@ -189,7 +189,7 @@ impl Connection {
                 waiting: HashMap::with_capacity(inflight_requests_max),
                 failure: None,
             }),
-            inflight: Semaphore::new(inflight_requests_max),
+            inflight: Arc::new(Semaphore::new(inflight_requests_max)),
             throttle_until_ms: AtomicU64::new(0),
             epoch: Instant::now(),
         });
@@ -225,10 +225,24 @@ impl Connection {
     where
         E: FnOnce(u32, &mut FrameChunks) -> Result<(), weir_proto::wire::EncodeError>,
     {
+        self.submit(api, encode).await?.response().await
+    }
+
+    /// Queues one request for writing and returns its pending response without waiting for it.
+    ///
+    /// Requests submitted one after the other (each `submit` awaited before the next starts)
+    /// are written to the socket in that order, so a caller that needs several requests in
+    /// flight in a fixed order submits them in sequence and awaits the responses separately.
+    /// The request holds one of the connection's in-flight slots until its response arrives.
+    pub async fn submit<E>(&self, api: ApiKey, encode: E) -> Result<PendingResponse, Error>
+    where
+        E: FnOnce(u32, &mut FrameChunks) -> Result<(), weir_proto::wire::EncodeError>,
+    {
         let permit = self
             .shared
             .inflight
-            .acquire()
+            .clone()
+            .acquire_owned()
             .await
             .map_err(|_| self.shared.lost())?;
         let correlation_id = self.next_correlation_id.fetch_add(1, Ordering::Relaxed);
@@ -249,23 +263,14 @@ impl Connection {
             lock(&self.shared.pending).waiting.remove(&correlation_id);
             return Err(self.shared.lost());
         }
-
-        let timeout = Duration::from_millis(self.config.request_timeout_ms);
-        let outcome = tokio::time::timeout(timeout, receiver).await;
-        drop(permit);
-        let frame = match outcome {
-            Ok(Ok(result)) => result?,
-            Ok(Err(_dropped)) => return Err(self.shared.lost()),
-            Err(_elapsed) => {
-                lock(&self.shared.pending).waiting.remove(&correlation_id);
-                return Err(Error::Timeout {
-                    address: self.shared.address.clone(),
-                    api: api.name(),
-                    timeout_ms: self.config.request_timeout_ms,
-                });
-            }
-        };
-        check_response(&self.shared.address, api, frame)
+        Ok(PendingResponse {
+            shared: self.shared.clone(),
+            api,
+            correlation_id,
+            timeout_ms: self.config.request_timeout_ms,
+            receiver,
+            _permit: permit,
+        })
     }
 
     /// Sends one request that the broker does not answer (a produce with `acks = none`), waiting
@@ -285,6 +290,51 @@ impl Connection {
             .send(chunks)
             .await
             .map_err(|_| self.shared.lost())
+    }
+}
+
+/// A request written (or queued for writing) on a [`Connection`] whose response has not been
+/// awaited yet; see [`Connection::submit`].
+pub struct PendingResponse {
+    shared: Arc<Shared>,
+    api: ApiKey,
+    correlation_id: u32,
+    timeout_ms: u64,
+    receiver: oneshot::Receiver<Result<ResponseFrame, Error>>,
+    _permit: tokio::sync::OwnedSemaphorePermit,
+}
+
+impl std::fmt::Debug for PendingResponse {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter
+            .debug_struct("PendingResponse")
+            .field("address", &self.shared.address)
+            .field("correlation_id", &self.correlation_id)
+            .finish_non_exhaustive()
+    }
+}
+
+impl PendingResponse {
+    /// Waits for the response frame, at most the connection's request timeout; a response whose
+    /// header carries an error code is returned as [`Error::Broker`].
+    pub async fn response(self) -> Result<ResponseFrame, Error> {
+        let timeout = Duration::from_millis(self.timeout_ms);
+        let outcome = tokio::time::timeout(timeout, self.receiver).await;
+        let frame = match outcome {
+            Ok(Ok(result)) => result?,
+            Ok(Err(_dropped)) => return Err(self.shared.lost()),
+            Err(_elapsed) => {
+                lock(&self.shared.pending)
+                    .waiting
+                    .remove(&self.correlation_id);
+                return Err(Error::Timeout {
+                    address: self.shared.address.clone(),
+                    api: self.api.name(),
+                    timeout_ms: self.timeout_ms,
+                });
+            }
+        };
+        check_response(&self.shared.address, self.api, frame)
     }
 }
 

@@ -76,7 +76,7 @@ pub use admin::{
     PartitionDescription, TopicDescription, TopicListing, TopicSettings,
 };
 pub use cluster::{ClientConfig, Cluster, MetadataSnapshot, TopicInfo};
-pub use connection::{Connection, ConnectionConfig};
+pub use connection::{Connection, ConnectionConfig, PendingResponse};
 pub use consumer::{ConsumedRecord, Consumer, ConsumerConfig, OffsetReset, PartitionLag, SeekTo};
 pub use dead_letter::{
     CommitMode, DeadLetterConfig, DeadLetterCounters, DeadLetterError, DeadLetterProcessor,
@@ -85,6 +85,8 @@ pub use error::{Error, ErrorCode, ProduceError};
 pub use group::{AssignmentStrategy, GroupSettings, NoRebalanceListener, RebalanceListener};
 pub use hash_ring::{HashRing, RingError, VIRTUAL_NODES_DEFAULT};
 pub use partitioner::{partition_for_key, Partitioning};
-pub use producer::{Delivery, Producer, ProducerConfig, RecordMetadata};
+pub use producer::{
+    Delivery, Producer, ProducerConfig, RecordMetadata, MAX_IN_FLIGHT_PER_PARTITION_LIMIT,
+};
 pub use retry::{Retriable, RetryPolicy};
 pub use weir_proto::wire::{Acks, FlushPolicy, Limit, TopicConfig, TopicConfigOverrides, TopicId};

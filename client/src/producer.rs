@@ -8,10 +8,24 @@
 //! that owns each partition into Produce requests of at most `request_bytes_max` bytes, and keeps
 //! several requests in flight per connection (up to `inflight_requests_max`).
 //!
-//! Ordering: each partition has **at most one batch in flight**. A batch that fails with a
-//! retriable error goes back to the head of its partition's queue after a jittered backoff, so
-//! retries never reorder a partition, at the price of one round trip per batch per partition
-//! (many partitions still proceed in parallel).
+//! Ordering: each partition has up to [`ProducerConfig::max_in_flight_per_partition`] batches in
+//! flight (5 by default, like Kafka's `max.in.flight.requests.per.connection` with idempotence),
+//! so a partition does not wait a round trip (and, under `flush=always`, a sync) per batch. The
+//! requests for one owner are written to its connection in the order their batches were
+//! drained, so the broker receives a partition's batches in order, and batches complete in that
+//! order (an acknowledgement that overtakes an older batch of its partition is held until the
+//! older one completes). A batch that fails with a retriable error goes back into its partition's
+//! queue, in order, after a jittered backoff; the partition's later batches in flight then come
+//! back too (a lost connection fails them all; an idempotent broker answers them
+//! `out_of_order_sequence`, because the failed batch is missing before them, which is not an
+//! error here but a retry), and once none is on the wire the batches are sent again in their
+//! original order with their original sequences. Only an `out_of_order_sequence` for the oldest
+//! outstanding batch of a partition is a real sequence gap (handled below).
+//!
+//! Without idempotence a retried batch could land after a later batch that was stored, so a
+//! producer that is not idempotent keeps one batch in flight per partition whatever
+//! `max_in_flight_per_partition` says (Kafka instead documents the reordering risk): retries
+//! never reorder a partition, at the price of one round trip per batch per partition.
 //!
 //! Idempotence ([`ProducerConfig::idempotence`], on by default, like Kafka's
 //! `enable.idempotence=true`): before its first batch the producer gets a producer id and epoch
@@ -49,7 +63,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::{Bytes, BytesMut};
-use tokio::sync::{watch, Notify, Semaphore};
+use tokio::sync::{mpsc, watch, Notify, Semaphore};
 use tokio::task::JoinSet;
 use weir_proto::batch::set_producer;
 use weir_proto::wire::{
@@ -62,6 +76,7 @@ use crate::accumulator::{
     ProducerStamp, ReadyBatch, TopicPartition, BATCH_HEADER_BYTES,
 };
 use crate::cluster::{ClientConfig, Cluster};
+use crate::connection::PendingResponse;
 use crate::error::{Error, ProduceError};
 use crate::partitioner::Partitioning;
 use crate::retry::{Retriable, RetryPolicy};
@@ -102,7 +117,17 @@ pub struct ProducerConfig {
     /// Whether the producer is idempotent (default true): retries never duplicate a batch. Needs
     /// [`Acks::Leader`]; ignored with [`Acks::None`].
     pub idempotence: bool,
+    /// The most batches of one partition in flight at once (default 5, like Kafka's
+    /// `max.in.flight.requests.per.connection`); 1 to [`MAX_IN_FLIGHT_PER_PARTITION_LIMIT`]
+    /// when the producer is idempotent. A producer that is not idempotent always uses 1, so a
+    /// retry cannot reorder a partition.
+    pub max_in_flight_per_partition: usize,
 }
+
+/// The largest [`ProducerConfig::max_in_flight_per_partition`] an idempotent producer accepts:
+/// the broker remembers the last 5 batches of each producer and partition to recognise a
+/// retried one as a duplicate, as Kafka does.
+pub const MAX_IN_FLIGHT_PER_PARTITION_LIMIT: usize = 5;
 
 impl Default for ProducerConfig {
     fn default() -> Self {
@@ -122,6 +147,7 @@ impl Default for ProducerConfig {
             block_ms_max: 60_000,
             partitioning: Partitioning::KeyHash,
             idempotence: true,
+            max_in_flight_per_partition: MAX_IN_FLIGHT_PER_PARTITION_LIMIT,
         }
     }
 }
@@ -130,6 +156,16 @@ impl ProducerConfig {
     /// Whether batches carry producer ids and sequences: idempotence with acknowledgements.
     pub fn is_idempotent(&self) -> bool {
         self.idempotence && self.acks.expects_response()
+    }
+
+    /// The batches of one partition in flight at once: `max_in_flight_per_partition` when
+    /// idempotent, else 1.
+    pub fn effective_in_flight_per_partition(&self) -> usize {
+        if self.is_idempotent() {
+            self.max_in_flight_per_partition
+        } else {
+            1
+        }
     }
 
     fn retry_policy(&self) -> RetryPolicy {
@@ -161,6 +197,22 @@ impl ProducerConfig {
             return Err(Error::InvalidArgument(
                 "inflight_requests_max must be at least 1".to_string(),
             ));
+        }
+        if self.max_in_flight_per_partition == 0 {
+            return Err(Error::InvalidArgument(
+                "max_in_flight_per_partition must be at least 1".to_string(),
+            ));
+        }
+        if self.is_idempotent()
+            && self.max_in_flight_per_partition > MAX_IN_FLIGHT_PER_PARTITION_LIMIT
+        {
+            return Err(Error::InvalidArgument(format!(
+                "max_in_flight_per_partition is {} but an idempotent producer allows at most \
+                 {MAX_IN_FLIGHT_PER_PARTITION_LIMIT} (the broker keeps the last \
+                 {MAX_IN_FLIGHT_PER_PARTITION_LIMIT} batches per producer and partition to \
+                 detect duplicates)",
+                self.max_in_flight_per_partition
+            )));
         }
         self.partitioning
             .validate()
@@ -279,9 +331,12 @@ impl Idempotence {
             Some(code) if code != ErrorCode::RequestTimedOut => {
                 let records = i32::try_from(batch.records_count).unwrap_or(i32::MAX);
                 let after = increment_sequence(stamp.base_sequence, records);
-                let next = self.next_sequence.get_mut(&batch.topic_partition);
-                if let Some(next) = next.filter(|next| **next == after) {
-                    *next = stamp.base_sequence;
+                match self.next_sequence.get_mut(&batch.topic_partition) {
+                    Some(next) if *next == after => *next = stamp.base_sequence,
+                    // Later batches of the partition were stamped after it: the gap can only
+                    // be closed by restarting the sequences.
+                    Some(_) => self.bump_needed = true,
+                    None => {}
                 }
             }
             // A timeout, a lost connection, a delivery timeout: the batch may be stored or not.
@@ -298,14 +353,26 @@ impl ProducerShared {
     }
 
     /// Resolves a batch for good and frees its partition and its buffer bytes.
+    ///
+    /// The outcome is held while an older batch of the partition is outstanding, so batches
+    /// complete in send order.
     fn complete(&self, batch: ReadyBatch, outcome: BatchOutcome) {
-        if let (Some(stamp), BatchOutcome::Failed(error)) = (batch.producer, &outcome) {
-            // Before the partition is freed, so its next batch is stamped after the adjustment.
-            self.idempotence().batch_failed(&batch, stamp, error);
+        let done = {
+            let mut accumulator = self.accumulator();
+            let done = accumulator.finish(batch, outcome);
+            for (batch, outcome) in &done {
+                if let (Some(stamp), BatchOutcome::Failed(error)) = (batch.producer, outcome) {
+                    // Under the accumulator's lock, so the partition's next batch is stamped
+                    // after the adjustment.
+                    self.idempotence().batch_failed(batch, stamp, error);
+                }
+            }
+            done
+        };
+        for (batch, outcome) in done {
+            self.buffer.release(batch.reserved_bytes);
+            let _ = batch.completion.send(outcome);
         }
-        self.accumulator().batch_finished(batch.topic_partition);
-        self.buffer.release(batch.reserved_bytes);
-        let _ = batch.completion.send(outcome);
         self.wake.notify_one();
     }
 
@@ -384,6 +451,7 @@ impl Producer {
                 linger_ms: config.linger_ms,
                 batch_bytes_max: config.batch_bytes_max,
                 partitioning: config.partitioning,
+                in_flight_max: config.effective_in_flight_per_partition(),
             })),
             buffer: BufferPool::new(config.buffer_bytes_max),
             wake: Notify::new(),
@@ -565,6 +633,7 @@ fn now_ms() -> i64 {
 async fn run_sender(shared: Arc<ProducerShared>) {
     let mut ready = Vec::new();
     let mut requests = JoinSet::new();
+    let mut lanes = HashMap::new();
     loop {
         let closing = shared.closing.load(Ordering::Acquire);
         let linger_deadline = {
@@ -584,7 +653,7 @@ async fn run_sender(shared: Arc<ProducerShared>) {
                     continue;
                 }
             }
-            dispatch(&shared, &mut ready, &mut requests);
+            dispatch(&shared, &mut ready, &mut requests, &mut lanes);
             while requests.try_join_next().is_some() {}
             continue;
         }
@@ -602,9 +671,17 @@ async fn run_sender(shared: Arc<ProducerShared>) {
     }
 }
 
+/// The request queue of one owner address: its lane task writes the requests in this order.
+type Lane = mpsc::UnboundedSender<Vec<ReadyBatch>>;
+
 /// Groups ready batches by owner address into requests of at most `request_bytes_max` record
-/// bytes, and starts one task per request.
-fn dispatch(shared: &Arc<ProducerShared>, ready: &mut Vec<ReadyBatch>, requests: &mut JoinSet<()>) {
+/// bytes and one batch per partition, and hands them, in order, to the address's lane.
+fn dispatch(
+    shared: &Arc<ProducerShared>,
+    ready: &mut Vec<ReadyBatch>,
+    requests: &mut JoinSet<()>,
+    lanes: &mut HashMap<String, Lane>,
+) {
     let now = Instant::now();
     let delivery_timeout = Duration::from_millis(shared.config.delivery_timeout_ms);
     let mut by_address: HashMap<String, Vec<ReadyBatch>> = HashMap::new();
@@ -617,7 +694,8 @@ fn dispatch(shared: &Arc<ProducerShared>, ready: &mut Vec<ReadyBatch>, requests:
             shared.complete(batch, BatchOutcome::Failed(error));
             continue;
         }
-        if shared.config.is_idempotent() && batch.producer.is_none() && !stamp(shared, &mut batch) {
+        let unstamped = batch.producer.is_none() || stale_stamp(shared, &batch);
+        if shared.config.is_idempotent() && unstamped && !stamp(shared, &mut batch) {
             // The identity is being replaced (a failed epoch bump): the next round gets one.
             shared.accumulator().requeue(batch);
             shared.wake.notify_one();
@@ -640,25 +718,107 @@ fn dispatch(shared: &Arc<ProducerShared>, ready: &mut Vec<ReadyBatch>, requests:
     }
     let request_bytes_max = shared.config.request_bytes_max;
     for (address, batches) in by_address {
-        let mut group = Vec::new();
-        let mut group_bytes = 0_u64;
+        // A request carries at most one batch per partition (its result is per partition, and
+        // the broker appends a request's entries concurrently): round `i` holds the `i`-th batch
+        // of each partition, and rounds go out in order.
+        let mut rounds: Vec<Vec<ReadyBatch>> = Vec::new();
+        let mut seen: HashMap<TopicPartition, usize> = HashMap::new();
         for batch in batches {
-            let batch_bytes = batch.records.len() as u64;
-            if !group.is_empty() && group_bytes + batch_bytes > request_bytes_max {
-                requests.spawn(send_request(
-                    shared.clone(),
-                    address.clone(),
-                    std::mem::take(&mut group),
-                ));
-                group_bytes = 0;
+            let round = seen.entry(batch.topic_partition).or_insert(0);
+            if rounds.len() <= *round {
+                rounds.push(Vec::new());
             }
-            group_bytes += batch_bytes;
-            group.push(batch);
+            rounds[*round].push(batch);
+            *round += 1;
         }
-        if !group.is_empty() {
-            requests.spawn(send_request(shared.clone(), address, group));
+        for round in rounds {
+            let mut group = Vec::new();
+            let mut group_bytes = 0_u64;
+            for batch in round {
+                let batch_bytes = batch.records.len() as u64;
+                if !group.is_empty() && group_bytes + batch_bytes > request_bytes_max {
+                    to_lane(shared, lanes, &address, std::mem::take(&mut group));
+                    group_bytes = 0;
+                }
+                group_bytes += batch_bytes;
+                group.push(batch);
+            }
+            if !group.is_empty() {
+                to_lane(shared, lanes, &address, group);
+            }
         }
     }
+}
+
+/// Queues one request's batches on the lane of `address`, starting the lane if it has none.
+fn to_lane(
+    shared: &Arc<ProducerShared>,
+    lanes: &mut HashMap<String, Lane>,
+    address: &str,
+    batches: Vec<ReadyBatch>,
+) {
+    let lane = lanes.entry(address.to_string()).or_insert_with(|| {
+        let (lane, queued) = mpsc::unbounded_channel();
+        tokio::spawn(run_lane(shared.clone(), address.to_string(), queued));
+        lane
+    });
+    // The lane ends only when its sender is dropped, with the sender task.
+    if let Err(mpsc::error::SendError(batches)) = lane.send(batches) {
+        let error = Error::ConnectionLost {
+            address: address.to_string(),
+            reason: "the producer's request lane ended".to_string(),
+        };
+        tokio::spawn(retry_or_fail(shared.clone(), batches, error));
+    }
+}
+
+/// Writes the requests of one owner address in the order they were queued (so a partition's
+/// batches reach the broker in order, several in flight), and settles each one when its response
+/// arrives, in its own task.
+async fn run_lane(
+    shared: Arc<ProducerShared>,
+    address: String,
+    mut queued: mpsc::UnboundedReceiver<Vec<ReadyBatch>>,
+) {
+    while let Some(batches) = queued.recv().await {
+        let limit = shared.inflight_limit(&address);
+        // The semaphore is never closed, so acquiring cannot fail.
+        let permit = limit.acquire_owned().await;
+        match submit(&shared, &address, &batches).await {
+            Ok(Some(pending)) => {
+                let shared = shared.clone();
+                let address = address.clone();
+                tokio::spawn(async move {
+                    let outcome = receive(pending, &address).await;
+                    drop(permit);
+                    match outcome {
+                        Ok(response) => settle(shared, batches, response, &address).await,
+                        Err(error) => retry_or_fail(shared, batches, error).await,
+                    }
+                });
+            }
+            Ok(None) => {
+                drop(permit);
+                for batch in batches {
+                    shared.complete(batch, BatchOutcome::Acked { base_offset: -1 });
+                }
+            }
+            Err(error) => {
+                drop(permit);
+                tokio::spawn(retry_or_fail(shared.clone(), batches, error));
+            }
+        }
+    }
+}
+
+/// True when `batch` was stamped under an identity the producer has since replaced (an epoch
+/// bump): it is stamped again, with the new epoch and its partition's next sequence, before it
+/// is resent.
+fn stale_stamp(shared: &ProducerShared, batch: &ReadyBatch) -> bool {
+    let state = shared.idempotence();
+    batch.producer.is_some_and(|stamp| {
+        state.identity != Some((stamp.producer_id, stamp.epoch)) || state.bump_needed
+    })
 }
 
 /// Gets a producer id and epoch from the broker if the producer has none, or bumps its epoch if
@@ -777,32 +937,13 @@ fn metadata_error(error: Error) -> Error {
     }
 }
 
-/// Sends one Produce request for `batches` to `address` and settles each batch by its result.
-async fn send_request(shared: Arc<ProducerShared>, address: String, batches: Vec<ReadyBatch>) {
-    let outcome = {
-        let limit = shared.inflight_limit(&address);
-        // The semaphore is never closed, so acquiring cannot fail.
-        let _permit = limit.acquire_owned().await;
-        exchange(&shared, &address, &batches).await
-    };
-    match outcome {
-        Ok(Some(response)) => settle(shared, batches, response, &address).await,
-        Ok(None) => {
-            for batch in batches {
-                shared.complete(batch, BatchOutcome::Acked { base_offset: -1 });
-            }
-        }
-        Err(error) => retry_or_fail(shared, batches, error).await,
-    }
-}
-
-/// Writes the Produce request and reads its response; `None` when `acks = none` asks for no
-/// response.
-async fn exchange(
+/// Queues the Produce request for `batches` on the connection to `address`; `None` when
+/// `acks = none` asks for no response (the request is then handed to the writer).
+async fn submit(
     shared: &ProducerShared,
     address: &str,
     batches: &[ReadyBatch],
-) -> Result<Option<ProduceResponse>, Error> {
+) -> Result<Option<PendingResponse>, Error> {
     let connection = shared.cluster.connection(address).await?;
     let request = ProduceRequest {
         acks: shared.config.acks,
@@ -824,13 +965,18 @@ async fn exchange(
         connection.send_without_response(encode).await?;
         return Ok(None);
     }
-    let frame = connection.call(ApiKey::Produce, encode).await?;
-    ProduceResponse::decode(&frame.body, frame.header.api_version())
-        .map(Some)
-        .map_err(|error| Error::Protocol {
+    connection.submit(ApiKey::Produce, encode).await.map(Some)
+}
+
+/// Waits for a submitted Produce request's response and decodes it.
+async fn receive(pending: PendingResponse, address: &str) -> Result<ProduceResponse, Error> {
+    let frame = pending.response().await?;
+    ProduceResponse::decode(&frame.body, frame.header.api_version()).map_err(|error| {
+        Error::Protocol {
             address: address.to_string(),
             reason: format!("cannot decode the Produce response: {error}"),
-        })
+        }
+    })
 }
 
 /// Completes, retries or fails each batch according to its partition's result.
@@ -852,6 +998,7 @@ async fn settle(
         })
         .collect();
     let mut retriable = Vec::new();
+    let mut out_of_order = Vec::new();
     let mut last_error = None;
     for batch in batches {
         let Some(result) = results.remove(&batch.topic_partition) else {
@@ -878,9 +1025,21 @@ async fn settle(
             code: result.error_code,
             message: result.error_message,
         };
-        if result.error_code == ErrorCode::InvalidProducerEpoch && batch.producer.is_some() {
+        if result.error_code == ErrorCode::InvalidProducerEpoch
+            && batch.producer.is_some()
+            && !stale_stamp(&shared, &batch)
+        {
             tracing::warn!(%error, "the idempotent producer was fenced; it fails every send from now on");
             shared.idempotence().fenced.get_or_insert(error.clone());
+        }
+        if result.error_code == ErrorCode::OutOfOrderSequence
+            && batch.producer.is_some()
+            && !shared.accumulator().is_oldest_outstanding(&batch)
+        {
+            // An older batch of the partition failed and will be resent first: this one is
+            // resent after it, with its original sequence.
+            out_of_order.push(batch);
+            continue;
         }
         if error.is_retriable() {
             retriable.push(batch);
@@ -889,8 +1048,19 @@ async fn settle(
             shared.complete(batch, BatchOutcome::Failed(error.into()));
         }
     }
-    if let Some(error) = last_error {
-        retry_or_fail(shared, retriable, error).await;
+    let out_of_order_retry = (!out_of_order.is_empty()).then(|| {
+        let error = Error::Broker {
+            code: ErrorCode::OutOfOrderSequence,
+            message: "an older batch of the partition is being retried".to_string(),
+        };
+        retry_later(shared.clone(), out_of_order, error)
+    });
+    let retry = last_error.map(|error| retry_or_fail(shared, retriable, error));
+    if let Some(out_of_order_retry) = out_of_order_retry {
+        out_of_order_retry.await;
+    }
+    if let Some(retry) = retry {
+        retry.await;
     }
 }
 
@@ -903,6 +1073,12 @@ async fn retry_or_fail(shared: Arc<ProducerShared>, batches: Vec<ReadyBatch>, er
         }
         return;
     }
+    retry_later(shared, batches, error).await;
+}
+
+/// Puts batches back into their partitions' queues after a backoff, counting a retry for each;
+/// fails those whose retries or delivery time ran out.
+async fn retry_later(shared: Arc<ProducerShared>, batches: Vec<ReadyBatch>, error: Error) {
     let now = Instant::now();
     let mut delay_max = Duration::ZERO;
     let mut waiting = Vec::with_capacity(batches.len());
@@ -973,6 +1149,7 @@ mod tests {
     fn stamped_batch(base_sequence: i32, records_count: u32, epoch: i16) -> ReadyBatch {
         ReadyBatch {
             topic_partition: PARTITION,
+            id: 0,
             records: Bytes::new(),
             records_count,
             reserved_bytes: 0,
