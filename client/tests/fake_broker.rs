@@ -7,7 +7,10 @@
 //! checks no sequences), and a one-member group coordinator (JoinGroup, SyncGroup, Heartbeat,
 //! LeaveGroup, OffsetCommit, OffsetFetch) that logs each call in order. Tests can make it fail
 //! produces with a chosen code, hold produce answers, drop connections, or answer heartbeats
-//! with a chosen error code.
+//! with a chosen error code. On request it checks producer sequences like an idempotent broker
+//! (a retried batch is answered with its original offset, a gap with `out_of_order_sequence`),
+//! waits until several produce requests are on the wire before answering the first, or drops
+//! the connection right after storing a chosen produce request (its answer is lost).
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -55,6 +58,19 @@ struct FakeState {
     create_topic_requests: Vec<CreateTopicRequest>,
     /// Codes the next produce entries are answered with (not stored), first to last.
     produce_errors: VecDeque<ErrorCode>,
+    /// When true, produce entries with producer fields are checked like an idempotent broker.
+    check_sequences: bool,
+    /// Per partition: the producer id, epoch and next sequence, and the last 5 batches stored
+    /// as `(base sequence, base offset)`.
+    sequences: HashMap<u32, ProducerSequence>,
+    /// How many entries were answered `out_of_order_sequence` by the sequence check.
+    out_of_order_answers: u32,
+    /// When set, the first produce request is answered only once this many produce requests
+    /// (it included) have arrived on its connection.
+    pipeline_before_answer: Option<usize>,
+    /// When set, the produce request with this number (counting from 1) is stored and then the
+    /// connection is closed without an answer.
+    drop_after_storing: Option<u32>,
     /// Every InitProducerId received, in order.
     init_producer_id_requests: Vec<InitProducerIdRequest>,
     /// The coordinator's current generation (0 before the first join).
@@ -65,6 +81,29 @@ struct FakeState {
     committed: HashMap<u32, i64>,
     /// Group calls and rebalance callbacks, in the order they happened.
     log: Arc<Mutex<Vec<String>>>,
+}
+
+#[derive(Default)]
+struct ProducerSequence {
+    producer: (i64, i16),
+    next: i32,
+    recent: VecDeque<(i32, i64)>,
+}
+
+/// The number of whole frames at the start of `buffer`.
+fn complete_frames(buffer: &[u8]) -> usize {
+    let mut at = 0;
+    let mut frames = 0;
+    while buffer.len() >= at + 4 {
+        let length =
+            u32::from_be_bytes([buffer[at], buffer[at + 1], buffer[at + 2], buffer[at + 3]]);
+        if buffer.len() < at + 4 + length as usize {
+            break;
+        }
+        at += 4 + length as usize;
+        frames += 1;
+    }
+    frames
 }
 
 struct FakeBroker {
@@ -149,15 +188,33 @@ async fn serve(
                     let release = released.notified();
                     tokio::pin!(release);
                     release.as_mut().enable();
-                    let hold = {
+                    let (hold, pipeline, drop_now) = {
                         let mut state = state.lock().expect("fake state");
                         state.produce_requests += 1;
-                        state.hold_produce
+                        let number = state.produce_requests;
+                        (
+                            state.hold_produce,
+                            state.pipeline_before_answer.take(),
+                            state.drop_after_storing == Some(number),
+                        )
                     };
                     if hold {
                         release.await;
                     }
+                    if let Some(requests) = pipeline {
+                        // This request and the next `requests - 1` must all be on the wire.
+                        while complete_frames(&buffer) + 1 < requests {
+                            match tokio::time::timeout(DEADLINE, stream.read_buf(&mut buffer)).await
+                            {
+                                Ok(Ok(read)) if read > 0 => {}
+                                _ => return,
+                            }
+                        }
+                    }
                     let response = store(&state, produce.entries);
+                    if drop_now {
+                        return;
+                    }
                     if !produce.acks.expects_response() {
                         continue;
                     }
@@ -383,7 +440,11 @@ fn store(
     let limits = BatchLimits::default();
     let mut results = Vec::new();
     for entry in entries {
-        if let Some(error_code) = state.produce_errors.pop_front() {
+        let scripted = state
+            .produce_errors
+            .pop_front()
+            .filter(|code| !code.is_none());
+        if let Some(error_code) = scripted {
             results.push(ProducePartitionResult {
                 topic_id: entry.topic_id,
                 partition: entry.partition,
@@ -411,6 +472,12 @@ fn store(
             .get(&entry.partition)
             .copied()
             .unwrap_or(0);
+        if state.check_sequences {
+            if let Some(answer) = check_sequence(&mut state, &entry, base_offset) {
+                results.push(answer);
+                continue;
+            }
+        }
         let mut next = base_offset;
         for item in BatchIter::new(&entry.records, &limits) {
             let (info, bytes) = item.expect("the client sends valid batches");
@@ -434,6 +501,57 @@ fn store(
         });
     }
     ProduceResponse { entries: results }
+}
+
+/// Checks an entry's producer fields like an idempotent broker: `None` to store it (the state
+/// then expects the next sequence), or the answer for a duplicate (its original offset) or a
+/// sequence gap (`out_of_order_sequence`, nothing stored).
+fn check_sequence(
+    state: &mut FakeState,
+    entry: &weir_proto::wire::ProducePartition,
+    base_offset: i64,
+) -> Option<ProducePartitionResult> {
+    let limits = BatchLimits::default();
+    let (info, _) = BatchIter::new(&entry.records, &limits)
+        .next()?
+        .expect("the client sends valid batches");
+    if info.producer_id < 0 {
+        return None;
+    }
+    let records = i32::try_from(info.records_count).expect("small batch");
+    let answer = |error_code: ErrorCode, base_offset: i64| ProducePartitionResult {
+        topic_id: entry.topic_id,
+        partition: entry.partition,
+        error_code,
+        error_message: String::new(),
+        base_offset,
+        log_start_offset: 0,
+    };
+    let producer = (info.producer_id, info.producer_epoch);
+    let sequence = state.sequences.entry(entry.partition).or_default();
+    if sequence.producer != producer {
+        *sequence = ProducerSequence {
+            producer,
+            ..ProducerSequence::default()
+        };
+    }
+    if let Some(&(_, original)) = sequence
+        .recent
+        .iter()
+        .find(|(base_sequence, _)| *base_sequence == info.base_sequence)
+    {
+        return Some(answer(ErrorCode::None, original));
+    }
+    if info.base_sequence != sequence.next {
+        state.out_of_order_answers += 1;
+        return Some(answer(ErrorCode::OutOfOrderSequence, -1));
+    }
+    sequence.next = info.base_sequence + records;
+    sequence.recent.push_back((info.base_sequence, base_offset));
+    if sequence.recent.len() > 5 {
+        sequence.recent.pop_front();
+    }
+    None
 }
 
 fn read(state: &Mutex<FakeState>, entries: &[weir_proto::wire::FetchPartition]) -> FetchResponse {
@@ -1421,4 +1539,167 @@ async fn a_fenced_member_rejoins_as_a_new_member_keeping_its_owned_partitions() 
             "assigned 3".to_string(),
         ]
     );
+}
+
+/// The values stored in `partition`, in offset order.
+fn stored_values(broker: &FakeBroker, partition: u32) -> Vec<String> {
+    let state = broker.state();
+    let limits = BatchLimits::default();
+    let mut values = Vec::new();
+    for batch in state.logs.get(&partition).into_iter().flatten() {
+        for item in BatchIter::new(batch, &limits) {
+            let (_, bytes) = item.expect("valid batch");
+            for record in weir_proto::batch::records(bytes).expect("valid records") {
+                let value = record.expect("valid record").value.expect("value");
+                values.push(String::from_utf8(value.to_vec()).expect("utf-8"));
+            }
+        }
+    }
+    values
+}
+
+/// Sends five one-record batches to one partition with five in flight and returns each
+/// record's offset (or error) in send order, with the partition they went to.
+async fn send_five_one_record_batches(broker: &FakeBroker) -> (u32, Vec<Result<i64, String>>) {
+    let producer = Producer::new(
+        within(Cluster::connect(client_config(&broker.address)))
+            .await
+            .expect("connect"),
+        ProducerConfig {
+            // Only full batches leave before the flush, and one record (about 150 bytes) fills one.
+            linger_ms: 60_000,
+            batch_bytes_max: 256,
+            retry_backoff_ms_initial: 1,
+            retry_backoff_ms_max: 5,
+            max_in_flight_per_partition: 5,
+            ..ProducerConfig::default()
+        },
+    )
+    .expect("producer");
+    let key = b"one-partition";
+    let mut deliveries = Vec::new();
+    for index in 0..5 {
+        let value = format!("record-{index}-{}", "v".repeat(90));
+        let delivery = within(producer.enqueue(TOPIC, Some(key), value.as_bytes(), &[]))
+            .await
+            .expect("accepted");
+        deliveries.push(delivery);
+    }
+    within(producer.flush()).await;
+    let mut offsets = Vec::new();
+    for delivery in deliveries {
+        offsets.push(
+            within(delivery.wait())
+                .await
+                .map(|metadata| metadata.offset)
+                .map_err(|error| error.to_string()),
+        );
+    }
+    within(producer.close()).await;
+    (partition_for_key(key, PARTITIONS), offsets)
+}
+
+fn expected_five_values() -> Vec<String> {
+    (0..5)
+        .map(|index| format!("record-{index}-{}", "v".repeat(90)))
+        .collect()
+}
+
+#[tokio::test]
+async fn with_five_in_flight_a_retriable_failure_of_batch_two_resends_the_later_ones_in_order() {
+    let broker = FakeBroker::start().await;
+    {
+        let mut state = broker.state();
+        state.check_sequences = true;
+        // All five requests are on the wire before the first is answered.
+        state.pipeline_before_answer = Some(5);
+        // Batch 1 is stored, batch 2 refused with a retriable code (nothing stored); batches 3
+        // to 5 then find a gap and are answered `out_of_order_sequence`.
+        state.produce_errors = [ErrorCode::None, ErrorCode::NotOwner].into();
+    }
+    let (partition, offsets) = send_five_one_record_batches(&broker).await;
+    assert_eq!(offsets, [Ok(0), Ok(1), Ok(2), Ok(3), Ok(4)]);
+    assert_eq!(
+        broker.state().out_of_order_answers,
+        3,
+        "batches 3 to 5 were in flight behind the failed batch 2"
+    );
+    assert_eq!(stored_values(&broker, partition), expected_five_values());
+    // Resent with their original sequences: one producer epoch, sequences 0..5 in order.
+    let fields = producer_fields(&broker, partition);
+    let sequences: Vec<i32> = fields.iter().map(|(_, _, sequence)| *sequence).collect();
+    assert_eq!(sequences, [0, 1, 2, 3, 4]);
+    assert!(fields
+        .iter()
+        .all(|(id, epoch, _)| (*id, *epoch) == (fields[0].0, fields[0].1)));
+    assert_eq!(
+        broker.state().init_producer_id_requests.len(),
+        1,
+        "no epoch bump"
+    );
+}
+
+#[tokio::test]
+async fn with_five_in_flight_a_connection_lost_after_batch_two_is_stored_ends_with_each_batch_once()
+{
+    let broker = FakeBroker::start().await;
+    {
+        let mut state = broker.state();
+        state.check_sequences = true;
+        state.pipeline_before_answer = Some(5);
+        // Batch 2 is stored but its answer is lost with the connection, and batches 3 to 5,
+        // already sent, are lost unread.
+        state.drop_after_storing = Some(2);
+    }
+    let (partition, offsets) = send_five_one_record_batches(&broker).await;
+    // Batch 2's resend is recognised as a duplicate and gets its original offset.
+    assert_eq!(offsets, [Ok(0), Ok(1), Ok(2), Ok(3), Ok(4)]);
+    assert_eq!(stored_values(&broker, partition), expected_five_values());
+    let sequences: Vec<i32> = producer_fields(&broker, partition)
+        .iter()
+        .map(|(_, _, sequence)| *sequence)
+        .collect();
+    assert_eq!(sequences, [0, 1, 2, 3, 4]);
+    assert_eq!(
+        broker.state().init_producer_id_requests.len(),
+        1,
+        "no epoch bump"
+    );
+}
+
+#[test]
+fn max_in_flight_per_partition_is_checked_for_an_idempotent_producer() {
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    runtime.block_on(async {
+        let broker = FakeBroker::start().await;
+        let cluster = within(Cluster::connect(client_config(&broker.address)))
+            .await
+            .expect("connect");
+        for bad in [0, 6] {
+            let error = Producer::new(
+                cluster.clone(),
+                ProducerConfig {
+                    max_in_flight_per_partition: bad,
+                    ..ProducerConfig::default()
+                },
+            )
+            .expect_err("refused");
+            assert!(
+                matches!(&error, Error::InvalidArgument(message) if message.contains("max_in_flight_per_partition")),
+                "{error}"
+            );
+        }
+        // Without idempotence the limit is not used (one batch in flight), so it is not checked.
+        Producer::new(
+            cluster,
+            ProducerConfig {
+                idempotence: false,
+                max_in_flight_per_partition: 6,
+                ..ProducerConfig::default()
+            },
+        )
+        .expect("accepted")
+        .close()
+        .await;
+    });
 }
