@@ -27,7 +27,10 @@ use std::time::{Duration, Instant};
 use anyhow::{anyhow, bail, Context, Result};
 use clap::Args;
 use serde::Serialize;
-use weir_client::{Acks, Admin, ClientConfig, Cluster, FlushPolicy, ProducerConfig, TopicSettings};
+use weir_client::{
+    Acks, Admin, ClientConfig, Cluster, FlushPolicy, ProducerConfig, TopicSettings,
+    MAX_IN_FLIGHT_PER_PARTITION_LIMIT,
+};
 
 use crate::args::{parse_flush, FlushArg};
 use header::HEADER_BYTES;
@@ -104,6 +107,13 @@ pub struct BenchArgs {
     /// How long a batch waits for more records before it is sent.
     #[arg(long, default_value_t = 5, value_name = "MS")]
     pub linger_ms: u64,
+    /// The most batches of one partition each producer has in flight (the client's
+    /// `max_in_flight_per_partition`, whose default this is; 1 to 5 with `--acks leader`, where
+    /// the producer is idempotent; with `--acks none` the producer keeps 1).
+    #[arg(long, value_name = "COUNT",
+          default_value_t = MAX_IN_FLIGHT_PER_PARTITION_LIMIT as u32,
+          value_parser = clap::value_parser!(u32).range(1..=MAX_IN_FLIGHT_PER_PARTITION_LIMIT as i64))]
+    pub max_in_flight: u32,
     /// When the broker acknowledges.
     #[arg(long, value_enum, default_value_t = AcksArg::Leader)]
     pub acks: AcksArg,
@@ -221,6 +231,7 @@ impl BenchArgs {
                 AcksArg::None => Acks::None,
                 AcksArg::Leader => Acks::Leader,
             },
+            max_in_flight_per_partition: self.max_in_flight as usize,
             ..defaults
         }
     }
@@ -676,6 +687,14 @@ mod tests {
     }
 
     #[test]
+    fn max_in_flight_goes_to_the_producer_and_is_bounded() {
+        let args = parse(&["--max-in-flight", "1"]).expect("valid");
+        assert_eq!(args.producer_config().max_in_flight_per_partition, 1);
+        assert!(parse(&["--max-in-flight", "0"]).is_err());
+        assert!(parse(&["--max-in-flight", "6"]).is_err());
+    }
+
+    #[test]
     fn defaults_are_a_fresh_single_partition_closed_loop() {
         let args = parse(&[]).expect("valid");
         assert_eq!(args.topic, None);
@@ -685,6 +704,11 @@ mod tests {
         assert_eq!(args.message_bytes, 1024);
         assert_eq!(args.batch_bytes_max, 1024 * 1024);
         assert_eq!(args.acks, AcksArg::Leader);
+        assert_eq!(
+            args.producer_config().max_in_flight_per_partition,
+            ProducerConfig::default().max_in_flight_per_partition,
+            "the client's default"
+        );
         assert_eq!(args.mode, Mode::Balanced);
         assert_eq!(args.rate, None);
         assert_eq!(args.stop(), Stop::Messages(MESSAGES_DEFAULT));

@@ -230,6 +230,8 @@ impl UslSweepArgs {
             message_bytes: self.message_bytes,
             batch_bytes_max: self.batch_bytes_max,
             linger_ms: self.linger_ms,
+            max_in_flight: weir_client::ProducerConfig::default().max_in_flight_per_partition
+                as u32,
             acks: self.acks,
             messages: self.messages,
             duration_s: self.duration_s,
