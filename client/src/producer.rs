@@ -20,7 +20,11 @@
 //! `out_of_order_sequence`, because the failed batch is missing before them, which is not an
 //! error here but a retry), and once none is on the wire the batches are sent again in their
 //! original order with their original sequences. Only an `out_of_order_sequence` for the oldest
-//! outstanding batch of a partition is a real sequence gap (handled below).
+//! outstanding batch of a partition is a real sequence gap (handled below). When a batch fails for
+//! good and the epoch is bumped, batches already sent under the old epoch that come back for a
+//! resend (its partition's later ones, or retries of other partitions) fail too, with
+//! `out_of_order_sequence`, instead of being resent: their first send may have been stored, and
+//! under a new epoch the broker could not recognise the resend.
 //!
 //! Without idempotence a retried batch could land after a later batch that was stored, so a
 //! producer that is not idempotent keeps one batch in flight per partition whatever
@@ -694,8 +698,20 @@ fn dispatch(
             shared.complete(batch, BatchOutcome::Failed(error));
             continue;
         }
-        let unstamped = batch.producer.is_none() || stale_stamp(shared, &batch);
-        if shared.config.is_idempotent() && unstamped && !stamp(shared, &mut batch) {
+        if shared.config.is_idempotent() && stale_stamp(shared, &batch) {
+            // An older batch of the partition failed for good and the epoch is being (or was)
+            // bumped: this batch went out under the old epoch and may be stored, so resending
+            // it under the new one could store it twice. It fails instead, like the older one.
+            let error = Error::Broker {
+                code: ErrorCode::OutOfOrderSequence,
+                message: "an earlier batch of the partition failed and the producer epoch was \
+                          bumped; this batch, sent under the old epoch, is not resent"
+                    .to_string(),
+            };
+            shared.complete(batch, BatchOutcome::Failed(error.into()));
+            continue;
+        }
+        if shared.config.is_idempotent() && batch.producer.is_none() && !stamp(shared, &mut batch) {
             // The identity is being replaced (a failed epoch bump): the next round gets one.
             shared.accumulator().requeue(batch);
             shared.wake.notify_one();
@@ -812,8 +828,7 @@ async fn run_lane(
 }
 
 /// True when `batch` was stamped under an identity the producer has since replaced (an epoch
-/// bump): it is stamped again, with the new epoch and its partition's next sequence, before it
-/// is resent.
+/// bump) or is about to replace.
 fn stale_stamp(shared: &ProducerShared, batch: &ReadyBatch) -> bool {
     let state = shared.idempotence();
     batch.producer.is_some_and(|stamp| {
