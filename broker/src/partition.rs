@@ -15,7 +15,7 @@
 //! or failing its checksum is skipped in favour of an older one or a scan from the log start.
 
 use std::cell::{Cell, RefCell};
-use std::collections::HashSet;
+use std::collections::{HashSet, VecDeque};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::task::Poll;
@@ -62,10 +62,30 @@ pub struct Producers {
     pub table: RefCell<ProducerTable>,
     /// Producer ids with an append in progress on this partition.
     busy: RefCell<HashSet<i64>>,
-    /// Notified when a producer id leaves `busy`.
+    /// Claims not granted yet, in arrival order, with the ticket each drew.
+    waiting: RefCell<VecDeque<(u64, Vec<i64>)>>,
+    /// The next claim's ticket.
+    next_ticket: Cell<u64>,
+    /// Notified when a producer id leaves `busy` or a claim leaves `waiting`.
     released: Signal,
     /// Active segment base offset when the last snapshot was written.
     snapshot_segment: Cell<Option<i64>>,
+}
+
+/// A claim waiting in [`Producers::claim`]'s queue; leaves the queue when dropped.
+struct QueuedClaim<'a> {
+    producers: &'a Producers,
+    ticket: u64,
+}
+
+impl Drop for QueuedClaim<'_> {
+    fn drop(&mut self) {
+        self.producers
+            .waiting
+            .borrow_mut()
+            .retain(|(ticket, _)| *ticket != self.ticket);
+        self.producers.released.notify();
+    }
 }
 
 /// Holds producer ids busy on a partition; releases them when dropped.
@@ -91,6 +111,8 @@ impl Producers {
         Producers {
             table: RefCell::new(table),
             busy: RefCell::default(),
+            waiting: RefCell::default(),
+            next_ticket: Cell::new(0),
             released: Signal::default(),
             snapshot_segment: Cell::new(snapshot_segment),
         }
@@ -99,10 +121,29 @@ impl Producers {
     /// Waits until none of `ids` has an append in progress here, then marks them busy until the
     /// claim is dropped. A retry that arrives while its original is still being appended waits
     /// here and then finds the original in the table.
+    ///
+    /// Claims on the same producer are granted in the order `claim` was first polled (first
+    /// come, first served), so several in-flight batches of one producer are checked and
+    /// appended in the order they arrived: a later arrival never takes a released claim ahead
+    /// of a claim already waiting for it.
     pub async fn claim(&self, ids: Vec<i64>) -> ProducerClaim<'_> {
+        let ticket = self.next_ticket.get();
+        self.next_ticket.set(ticket.wrapping_add(1));
+        self.waiting.borrow_mut().push_back((ticket, ids.clone()));
+        // Leaves the queue however the wait ends (granted or dropped).
+        let _queued = QueuedClaim {
+            producers: self,
+            ticket,
+        };
         futures_lite::future::poll_fn(|context| {
             let seen = self.released.count();
-            let busy = self.busy.borrow().iter().any(|id| ids.contains(id));
+            let busy = self.busy.borrow().iter().any(|id| ids.contains(id))
+                || self
+                    .waiting
+                    .borrow()
+                    .iter()
+                    .take_while(|(queued, _)| *queued != ticket)
+                    .any(|(_, other)| other.iter().any(|id| ids.contains(id)));
             if busy {
                 if self.released.changed_since(seen, context.waker()) {
                     context.waker().wake_by_ref();
@@ -488,6 +529,44 @@ mod tests {
             0,
             "all gone above"
         );
+    }
+
+    #[test]
+    fn claims_on_one_producer_are_granted_in_arrival_order() {
+        use std::rc::Rc;
+        let order = glommio::LocalExecutorBuilder::new(glommio::Placement::Unbound)
+            .spawn(|| async {
+                let producers = Rc::new(Producers::default());
+                let order = Rc::new(RefCell::new(Vec::new()));
+                let first = producers.claim(vec![1]).await;
+                let mut waiters = Vec::new();
+                for batch in 2..=4 {
+                    let (producers, order) = (producers.clone(), order.clone());
+                    waiters.push(glommio::spawn_local(async move {
+                        let _claim = producers.claim(vec![1]).await;
+                        order.borrow_mut().push(batch);
+                        // Held across a yield, as an append is.
+                        futures_lite::future::yield_now().await;
+                    }));
+                    // Each waiter queues before the next is spawned.
+                    futures_lite::future::yield_now().await;
+                }
+                drop(first);
+                // A claim that arrives after the release still queues behind the waiters.
+                let late = producers.claim(vec![1]).await;
+                order.borrow_mut().push(5);
+                drop(late);
+                for waiter in waiters {
+                    waiter.await;
+                }
+                assert!(!producers.any_busy());
+                let result = order.borrow().clone();
+                result
+            })
+            .unwrap()
+            .join()
+            .unwrap();
+        assert_eq!(order, [2, 3, 4, 5]);
     }
 
     #[test]
