@@ -159,7 +159,8 @@ pub struct Config {
     /// Longest time the rest of a started frame may take to arrive, in milliseconds; a slower
     /// or abandoned connection is closed so it cannot pin request memory.
     pub frame_read_timeout_ms: u64,
-    /// Tail-cache bytes per shard, divided equally among the partitions the shard owns.
+    /// Tail-cache bytes per shard, divided equally among the partitions of client topics the
+    /// shard owns (internal `__offsets` partitions get the 64 KiB floor).
     pub tail_cache_bytes_max: u64,
     /// Largest fetch response body, in bytes; caps the client's request.
     pub fetch_response_bytes_max: u32,
@@ -248,8 +249,8 @@ pub struct Flags {
     /// connections are closed [default: 30000].
     #[arg(long, value_name = "MS")]
     pub frame_read_timeout_ms: Option<u64>,
-    /// Tail cache per shard, in bytes, divided equally among its partitions
-    /// [default: 67108864].
+    /// Tail cache per shard, in bytes, divided equally among its partitions of client topics
+    /// (internal partitions get 64 KiB) [default: 67108864].
     #[arg(long, value_name = "BYTES")]
     pub tail_cache_bytes_max: Option<u64>,
     /// Largest fetch response body, in bytes [default: 16777216].

@@ -384,8 +384,17 @@ impl Shard {
             self.metrics.forget_topic(&partition.topic.name);
             self.delete_partition(partition);
         }
-        let tail_cache =
-            partition::tail_cache_share(self.config.tail_cache_bytes_max, wanted.len());
+        // Internal partitions (`__offsets`) are read in order once, at start, and never served
+        // from the tail: they get the floor, and the budget is divided among the others.
+        let served = wanted
+            .iter()
+            .filter(|key| {
+                catalog
+                    .topic_by_id(key.0)
+                    .is_some_and(|topic| !topic.is_internal())
+            })
+            .count();
+        let tail_cache = partition::tail_cache_share(self.config.tail_cache_bytes_max, served);
         let mut failures = Vec::new();
         for key in wanted {
             if self.partitions.borrow().contains_key(&key) {
@@ -395,7 +404,13 @@ impl Shard {
                 continue;
             };
             let dir = partition::partition_dir(&self.config.data_dir, topic, key.1);
-            let log_config = partition::log_config(&topic.config, &self.config, tail_cache);
+            let partition_tail_cache = if topic.is_internal() {
+                partition::TAIL_CACHE_PARTITION_BYTES_MIN
+            } else {
+                tail_cache
+            };
+            let log_config =
+                partition::log_config(&topic.config, &self.config, partition_tail_cache);
             match PartitionLog::open(&dir, log_config).await {
                 Ok(log) => {
                     // Clients cannot produce to internal topics: no producer state to keep.
