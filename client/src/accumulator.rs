@@ -523,20 +523,6 @@ impl Accumulator {
         watches
     }
 
-    /// Removes every batch that is not in flight and returns them (used to fail them when the
-    /// producer shuts down without delivering).
-    pub fn take_unsent(&mut self) -> Vec<ReadyBatch> {
-        let mut unsent = Vec::new();
-        for (topic_partition, queue) in &mut self.queues {
-            if queue.open.is_some() {
-                close_open_batch(queue, *topic_partition);
-            }
-            unsent.extend(queue.closed.drain(..));
-        }
-        self.queues.retain(|_, queue| !queue.in_flight.is_empty());
-        unsent
-    }
-
     /// Returns true when no record is buffered and no batch is in flight.
     pub fn is_empty(&self) -> bool {
         self.queues.is_empty()
