@@ -371,6 +371,8 @@ struct FileSettings {
 const FRAME_BYTES_MIN: u32 = 4096;
 /// Smallest segment accepted; smaller segments would make every append a roll.
 const SEGMENT_BYTES_MIN: u64 = 64 * 1024;
+/// Largest segment a log can hold: positions inside a segment are `u32`.
+const SEGMENT_BYTES_MAX_LIMIT: u64 = weir_storage::config::SEGMENT_BYTES_MAX_LIMIT;
 /// Upper bound on shard count, far above any machine this runs on, to catch typos.
 const CORES_MAX: usize = 1024;
 
@@ -604,12 +606,15 @@ impl TopicConfig {
                 reason: format!("must be 1..={topic_partitions_max}"),
             });
         }
-        if self.segment_bytes_max < SEGMENT_BYTES_MIN.max(u64::from(batch_bytes_max)) {
+        if self.segment_bytes_max < SEGMENT_BYTES_MIN.max(u64::from(batch_bytes_max))
+            || self.segment_bytes_max > SEGMENT_BYTES_MAX_LIMIT
+        {
             return Err(TopicConfigError {
                 key: "segment-bytes-max",
                 value: self.segment_bytes_max.to_string(),
                 reason: format!(
-                    "must be at least {SEGMENT_BYTES_MIN} and hold one batch of {batch_bytes_max} bytes"
+                    "must be at least {SEGMENT_BYTES_MIN}, hold one batch of {batch_bytes_max} \
+                     bytes, and be at most {SEGMENT_BYTES_MAX_LIMIT} (segment positions are u32)"
                 ),
             });
         }
@@ -963,6 +968,10 @@ mod tests {
             ),
             (
                 &["--default-segment-bytes-max", "1000"],
+                "default-segment-bytes-max",
+            ),
+            (
+                &["--default-segment-bytes-max", "4294967296"],
                 "default-segment-bytes-max",
             ),
             (&["--shard-port-base", "65535"], "shard-port-base"),

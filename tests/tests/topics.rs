@@ -11,7 +11,7 @@ use bytes::Bytes;
 use weir_client::{
     Admin, Error, ErrorCode, FlushPolicy, Limit, Producer, ProducerConfig, TopicSettings,
 };
-use weir_proto::wire::{CreateTopicRequest, FetchResponse, MetadataRequest};
+use weir_proto::wire::{CreateTopicRequest, FetchResponse, MetadataRequest, TopicConfig};
 use weir_tests::wire::{build_values_batch, fetch_request, produce_request, topic_config};
 use weir_tests::{connect_cluster, runtime, BrokerProcess, WireClient};
 
@@ -208,6 +208,25 @@ fn create_topic_refuses_bad_names_and_partition_counts() {
         assert!(
             !response.error_message.is_empty(),
             "a refusal explains itself ({name:?})"
+        );
+    }
+    // Segment positions are u32: a segment of 4 GiB or more is a config error, not a storage
+    // failure when the partition opens.
+    for segment_bytes in [1u64 << 32, u64::MAX] {
+        let response = client.call_ok(&CreateTopicRequest {
+            name: "huge-segments".to_string(),
+            partition_count: 1,
+            config: TopicConfig {
+                segment_bytes,
+                ..topic_config(FlushPolicy::Always)
+            }
+            .into(),
+        });
+        assert_eq!(
+            response.error_code,
+            ErrorCode::InvalidConfig,
+            "segment_bytes {segment_bytes}: {}",
+            response.error_message
         );
     }
     let listed = client.call_ok(&weir_proto::wire::ListTopicsRequest);
