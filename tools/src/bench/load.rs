@@ -246,26 +246,7 @@ pub async fn run(plan: &LoadPlan, progress: Arc<Progress>) -> Result<LoadOutcome
     let consume = if consumer_tasks.is_empty() {
         None
     } else {
-        let mut consume = ConsumeOutcome {
-            received: 0,
-            in_order: 0,
-            duplicated: 0,
-            lost: 0,
-            foreign: 0,
-            elapsed: Duration::ZERO,
-            latency_ns: latency_histogram(),
-        };
-        for task in consumer_tasks {
-            let result = task.await.context("a consumer task panicked")??;
-            consume.received += result.received;
-            consume.in_order += result.in_order;
-            consume.duplicated += result.duplicated;
-            consume.lost += result.lost;
-            consume.foreign += result.foreign;
-            consume.elapsed = consume.elapsed.max(result.elapsed);
-            consume.latency_ns.add(&result.latency_ns)?;
-        }
-        Some(consume)
+        Some(join_consumers(consumer_tasks).await?)
     };
     Ok(LoadOutcome { produce, consume })
 }
@@ -471,6 +452,33 @@ async fn prepare_consumer(plan: &LoadPlan, consumer_index: u32) -> Result<(Consu
     Ok((consumer, partitions))
 }
 
+/// Waits for every consumer task and adds their outcomes up: counts summed, the longest
+/// elapsed time, the latency histograms merged.
+async fn join_consumers(
+    tasks: Vec<tokio::task::JoinHandle<Result<ConsumeOutcome>>>,
+) -> Result<ConsumeOutcome> {
+    let mut consume = ConsumeOutcome {
+        received: 0,
+        in_order: 0,
+        duplicated: 0,
+        lost: 0,
+        foreign: 0,
+        elapsed: Duration::ZERO,
+        latency_ns: latency_histogram(),
+    };
+    for task in tasks {
+        let result = task.await.context("a consumer task panicked")??;
+        consume.received += result.received;
+        consume.in_order += result.in_order;
+        consume.duplicated += result.duplicated;
+        consume.lost += result.lost;
+        consume.foreign += result.foreign;
+        consume.elapsed = consume.elapsed.max(result.elapsed);
+        consume.latency_ns.add(&result.latency_ns)?;
+    }
+    Ok(consume)
+}
+
 /// Reads the topic as it is, with no producers: every consumer reads its partitions from their
 /// first retained record to the log end they had when the run started, as fast as it can.
 ///
@@ -506,24 +514,7 @@ pub async fn read_existing(
             ))
         })
         .collect();
-    let mut consume = ConsumeOutcome {
-        received: 0,
-        in_order: 0,
-        duplicated: 0,
-        lost: 0,
-        foreign: 0,
-        elapsed: Duration::ZERO,
-        latency_ns: latency_histogram(),
-    };
-    for task in tasks {
-        let result = task.await.context("a consumer task panicked")??;
-        consume.received += result.received;
-        consume.in_order += result.in_order;
-        consume.duplicated += result.duplicated;
-        consume.lost += result.lost;
-        consume.foreign += result.foreign;
-        consume.elapsed = consume.elapsed.max(result.elapsed);
-    }
+    let consume = join_consumers(tasks).await?;
     Ok(LoadOutcome {
         produce: ProduceOutcome {
             sent: 0,
