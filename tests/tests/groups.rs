@@ -61,6 +61,22 @@ impl Observed {
         self.records.lock().expect("records lock").clone()
     }
 
+    /// Tells the members to stop, waits until each has closed (committing and leaving), and
+    /// returns every record they saw.
+    fn stop_and_join(
+        &self,
+        rt: &tokio::runtime::Runtime,
+        members: Vec<tokio::task::JoinHandle<Result<(), weir_client::Error>>>,
+    ) -> Vec<Seen> {
+        self.stop.store(true, Ordering::SeqCst);
+        for member in members {
+            rt.block_on(member)
+                .expect("member task")
+                .expect("member ran and closed");
+        }
+        self.records()
+    }
+
     fn assignments(&self) -> HashMap<usize, (i32, Vec<u32>)> {
         self.assignments.lock().expect("assignments lock").clone()
     }
@@ -268,14 +284,7 @@ fn three_members_own_four_partitions_each_and_no_record_reaches_two_in_one_gener
             .all(|(generation, _)| *generation > alone_generation),
         "the members that joined formed a newer generation: {settled:?}"
     );
-    observed.stop.store(true, Ordering::SeqCst);
-    for member in members {
-        rt.block_on(member)
-            .expect("member task")
-            .expect("member ran and closed");
-    }
-
-    let records = observed.records();
+    let records = observed.stop_and_join(&rt, members);
     assert_disjoint_within_generations(&records);
     // Members commit before giving partitions up, so across generations too each record was
     // delivered once.
@@ -494,14 +503,7 @@ fn a_member_killed_without_leaving_is_replaced_after_its_session_timeout_and_not
         seen.extend(observed.records().into_iter().map(|r| r.value));
         seen.is_superset(&expected)
     });
-    observed.stop.store(true, Ordering::SeqCst);
-    for member in members {
-        rt.block_on(member)
-            .expect("member task")
-            .expect("member ran and closed");
-    }
-
-    let records = observed.records();
+    let records = observed.stop_and_join(&rt, members);
     assert_disjoint_within_generations(&records);
     // The child committed everything it printed before it was killed, so the survivors resumed
     // after it: no record was consumed twice, and none was lost.
