@@ -43,6 +43,18 @@ fn number(report: &Value, pointer: &str) -> f64 {
         .unwrap_or_else(|| panic!("the report has no number at {pointer}:\n{report:#}"))
 }
 
+/// The report's verification: `received` records arrived, none lost, repeated or foreign.
+fn assert_every_record_received_once(report: &Value, received: f64) {
+    assert_eq!(number(report, "/summary/verification/received"), received);
+    for field in ["lost", "duplicated", "foreign"] {
+        assert_eq!(
+            number(report, &format!("/summary/verification/{field}")),
+            0.0,
+            "{field}"
+        );
+    }
+}
+
 fn assert_percentiles_ordered(report: &Value, histogram: &str, messages: f64) {
     let base = format!("/histograms/{histogram}");
     assert_eq!(
@@ -126,14 +138,7 @@ fn bench_reports_every_message_latencies_and_broker_cost() {
     assert_eq!(number(&report, "/summary/failed"), 0.0);
     assert_eq!(number(&report, "/summary/produce/messages"), 20_000.0);
     assert_eq!(number(&report, "/summary/consume/messages"), 20_000.0);
-    assert_eq!(number(&report, "/summary/verification/received"), 20_000.0);
-    for field in ["lost", "duplicated", "foreign"] {
-        assert_eq!(
-            number(&report, &format!("/summary/verification/{field}")),
-            0.0,
-            "{field}"
-        );
-    }
+    assert_every_record_received_once(&report, 20_000.0);
     assert!(number(&report, "/summary/produce/records_per_s") > 0.0);
     assert!(number(&report, "/summary/consume/megabytes_per_s") > 0.0);
     assert_percentiles_ordered(&report, "produce_ack", 20_000.0);
@@ -277,14 +282,7 @@ fn read_existing_reads_a_kept_topic_from_its_start_without_producing() {
     let report = read_json(&read);
     assert_eq!(number(&report, "/summary/sent"), 0.0);
     assert_eq!(number(&report, "/summary/consume/messages"), 20_000.0);
-    assert_eq!(number(&report, "/summary/verification/received"), 20_000.0);
-    for field in ["lost", "duplicated", "foreign"] {
-        assert_eq!(
-            number(&report, &format!("/summary/verification/{field}")),
-            0.0,
-            "{field}"
-        );
-    }
+    assert_every_record_received_once(&report, 20_000.0);
     assert!(number(&report, "/summary/consume/megabytes_per_s") > 0.0);
     // Per record read when nothing was produced (null if it were per record produced); the
     // figure itself may round to 0 at /proc's 10 ms resolution.
