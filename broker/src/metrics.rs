@@ -88,6 +88,10 @@ pub struct StorageCounters {
     pub fsync_count: u64,
     /// Time spent in `fdatasync`, in microseconds.
     pub fsync_time_us: u64,
+    /// Appends that found their partition's write buffer full and waited for the disk.
+    pub write_buffer_full_count: u64,
+    /// Time those appends waited, in microseconds.
+    pub write_buffer_full_time_us: u64,
 }
 
 /// Idempotent-producer counters of a shard's partitions.
@@ -338,7 +342,7 @@ pub fn render(snapshots: &[MetricsSnapshot]) -> String {
         let _ = writeln!(out, "weir_request_errors_total{{api=\"{api}\"}} {count}");
     }
 
-    let shard_series: [ShardSeries; 22] = [
+    let shard_series: [ShardSeries; 24] = [
         (
             "weir_forwarded_requests_total",
             "counter",
@@ -464,6 +468,18 @@ pub fn render(snapshots: &[MetricsSnapshot]) -> String {
             "counter",
             "Time spent in fdatasync on partition logs, in seconds.",
             |s| seconds(s.storage.fsync_time_us),
+        ),
+        (
+            "weir_write_buffer_full_total",
+            "counter",
+            "Appends that found their partition's write buffer full and waited for the disk.",
+            |s| s.storage.write_buffer_full_count.to_string(),
+        ),
+        (
+            "weir_write_buffer_full_seconds_total",
+            "counter",
+            "Time appends waited for room in a full write buffer, in seconds.",
+            |s| seconds(s.storage.write_buffer_full_time_us),
         ),
         (
             "weir_fsync_seconds_average",
@@ -712,6 +728,8 @@ mod tests {
             tail_cache_misses: 3,
             fsync_count: 4,
             fsync_time_us: 2_000,
+            write_buffer_full_count: 2,
+            write_buffer_full_time_us: 1_500,
         };
         let text = render(&[first.snapshot(0), snapshot_two]);
 
@@ -735,6 +753,8 @@ mod tests {
             "weir_fsync_total{shard=\"1\"} 4",
             "weir_fsync_seconds_total{shard=\"1\"} 0.002",
             "weir_fsync_seconds_average{shard=\"1\"} 0.0005",
+            "weir_write_buffer_full_total{shard=\"1\"} 2",
+            "weir_write_buffer_full_seconds_total{shard=\"1\"} 0.0015",
             "# TYPE weir_request_duration_seconds histogram",
             "# TYPE weir_forwarded_requests_total counter",
         ] {

@@ -614,6 +614,8 @@ impl Shard {
             storage.tail_cache_misses += stats.tail_cache_misses;
             storage.fsync_count += stats.fsync_count;
             storage.fsync_time_us += stats.fsync_time_total_us;
+            storage.write_buffer_full_count += stats.write_buffer_full_count;
+            storage.write_buffer_full_time_us += stats.write_buffer_full_time_total_us;
             snapshot.producer.remembered += partition.producers.table.borrow().len() as u64;
         }
         snapshot.storage = storage;

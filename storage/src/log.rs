@@ -105,6 +105,10 @@ pub struct LogStats {
     pub disk_read_count: u64,
     /// Write-outs or syncs that failed.
     pub flush_error_count: u64,
+    /// Appends that found the write buffer full and waited for the disk before being admitted.
+    pub write_buffer_full_count: u64,
+    /// Total time those appends waited, in microseconds.
+    pub write_buffer_full_time_total_us: u64,
     /// Segments, the active one included.
     pub segment_count: usize,
     /// Bytes of all segments (logical sizes).
@@ -127,6 +131,8 @@ pub(crate) struct Counters {
     pub(crate) fsync_time_total: Cell<Duration>,
     pub(crate) disk_read_count: Cell<u64>,
     pub(crate) flush_error_count: Cell<u64>,
+    pub(crate) write_buffer_full_count: Cell<u64>,
+    pub(crate) write_buffer_full_time_total: Cell<Duration>,
 }
 
 /// Adds `amount` to a counter.
@@ -384,6 +390,11 @@ impl PartitionLog {
                 .unwrap_or(u64::MAX),
             disk_read_count: counters.disk_read_count.get(),
             flush_error_count: counters.flush_error_count.get(),
+            write_buffer_full_count: counters.write_buffer_full_count.get(),
+            write_buffer_full_time_total_us: u64::try_from(
+                counters.write_buffer_full_time_total.get().as_micros(),
+            )
+            .unwrap_or(u64::MAX),
             segment_count: state.sealed.len() + usize::from(state.active.is_some()),
             size_bytes: state.size_bytes(),
             log_start_offset: state.log_start_offset,

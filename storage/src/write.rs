@@ -6,10 +6,14 @@
 //! O_DIRECT writes in flight, each a chunk of whole blocks (at most `write_chunk_bytes_max`)
 //! gathered as zero-copy slices of the buffered batches, issued in position order by whichever
 //! task admits a batch or wakes while waiting, so appenders keep filling the buffer while
-//! earlier writes and the fdatasync run. The partial last block stays in memory. A sync point
-//! (the group-commit leader under [`FlushPolicy::Always`], a flush, a roll, or a full buffer)
-//! writes the rest up to the end it covers, partial block included, waits until every write up
-//! to there completed, writes new index entries and fdatasyncs the log file; the fdatasync covers
+//! earlier writes and the fdatasync run. The partial last block stays in memory. Under
+//! `Interval` and `Never` a batch leaves the buffer once the writes covering it completed, and
+//! an appender that finds the buffer full waits only for the running writes to free room. A
+//! sync point (the group-commit leader under [`FlushPolicy::Always`], a flush, a roll, a full
+//! buffer under `Always`, or one that no running write can free) writes the rest up to the end
+//! it covers, partial block included, waits until every write up to there completed, writes new
+//! index entries and (except for a write-out under the other policies) fdatasyncs the log
+//! file; the fdatasync covers
 //! the contiguous completed writes, and every `Always` append that ends below that position is
 //! acknowledged. Appenders that arrive meanwhile are covered by the next sync point: group
 //! commit. Two running writes never cover the same block, since their completion order is not
@@ -231,11 +235,14 @@ impl PartitionLog {
                     }
                 }
                 Admission::BufferFull => {
-                    let writer = self.acquire_writer().await;
-                    if self.buffer_full(size_bytes) {
-                        let sync = self.config.flush == FlushPolicy::Always;
-                        self.write_cycle(&writer, sync).await?;
-                    }
+                    let started = Instant::now();
+                    let made = self.make_room(size_bytes).await;
+                    bump(&self.counters.write_buffer_full_count, 1);
+                    let waited = self.counters.write_buffer_full_time_total.get();
+                    self.counters
+                        .write_buffer_full_time_total
+                        .set(waited + started.elapsed());
+                    made?;
                 }
             }
         }
@@ -358,6 +365,44 @@ impl PartitionLog {
         state.active.as_ref().is_some_and(|active| {
             self.segment_full(active, state.log_end_offset, size_bytes, last_offset_delta)
         })
+    }
+
+    /// Waits until the write buffer has room for a batch of `size_bytes`.
+    ///
+    /// Under [`FlushPolicy::Always`] a batch leaves the buffer only when a sync point made it
+    /// durable, so this leads (or waits for) a sync point. Under the other policies a batch
+    /// leaves as soon as the write covering it completed, so this waits only for the running
+    /// writes to free room, keeping the pipeline full, instead of draining the whole buffer and
+    /// writing its partial last block: an appender stalled by a slow disk resumes after the
+    /// first write that frees enough, not after the last. When no running write could free
+    /// room (what is left is a partial block, or a write failed), it runs a write-out, which
+    /// also handles the failure.
+    async fn make_room(&self, size_bytes: usize) -> Result<(), AppendError> {
+        if self.config.flush != FlushPolicy::Always {
+            loop {
+                let generation = self.changed.generation();
+                self.issue_writes(None);
+                if !self.buffer_full(size_bytes) {
+                    return Ok(());
+                }
+                let writing = self.state.borrow().active.as_ref().is_some_and(|active| {
+                    active
+                        .writes
+                        .iter()
+                        .any(|write| write.outcome.borrow().is_none())
+                });
+                if !writing {
+                    break;
+                }
+                self.changed.wait(generation).await;
+            }
+        }
+        let writer = self.acquire_writer().await;
+        if self.buffer_full(size_bytes) {
+            let sync = self.config.flush == FlushPolicy::Always;
+            self.write_cycle(&writer, sync).await?;
+        }
+        Ok(())
     }
 
     fn buffer_full(&self, size_bytes: usize) -> bool {

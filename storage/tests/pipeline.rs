@@ -200,3 +200,93 @@ fn a_failed_write_among_several_in_flight_fails_the_append_and_rolls_back() {
         );
     });
 }
+
+/// Under `flush = never` a batch leaves the write buffer as soon as the writes covering it
+/// complete. An append that finds the buffer full is admitted after the first completed writes
+/// free room for it, while later writes still run: it neither drains the whole buffer nor
+/// writes the partial last block first.
+#[test]
+fn under_flush_never_a_full_buffer_admits_the_next_batch_once_the_first_writes_free_room() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().to_path_buf();
+    run(move || async move {
+        let mut config = pipeline_config();
+        config.flush = FlushPolicy::Never;
+        // About 12 KiB each: three blocks or more whatever the device's block size.
+        let buffered: Vec<bytes::Bytes> = (0..3).map(|tag| batch(tag, 3, 4000, 1)).collect();
+        let batch_bytes = buffered[0].len();
+        config.write_buffer_bytes_max = 3 * batch_bytes;
+        let (log, plan) = open_faulty(&path, config.clone()).await;
+        let log = Rc::new(log);
+        plan.set_hold_writes(true);
+        for (index, appended) in buffered.iter().enumerate() {
+            let base_offset = spawn_append(&log, appended.clone())
+                .await
+                .expect("append task");
+            assert_eq!(base_offset, 3 * index as i64, "flush=never admits at once");
+        }
+        plan.wait_writes_held(3).await;
+        let full = batch(9, 3, 4000, 1);
+        let waiting = spawn_append(&log, full.clone());
+        for _ in 0..100 {
+            yield_once().await;
+        }
+        assert_eq!(log.log_end_offset(), 9, "the fourth batch waits for room");
+        assert_eq!(log.stats().write_buffer_full_count, 0, "still waiting");
+
+        // Release writes one at a time until the fourth batch is admitted.
+        let mut released = 0;
+        while log.log_end_offset() == 9 {
+            assert!(released < 64, "the fourth batch was never admitted");
+            let written = plan.counts().bytes_written;
+            plan.release_held_writes(1);
+            released += 1;
+            // The released write goes to the device: wait for it, then let the appender run.
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+            while plan.counts().bytes_written == written {
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "a released write did not complete"
+                );
+                glommio::timer::sleep(std::time::Duration::from_millis(1)).await;
+            }
+            for _ in 0..100 {
+                yield_once().await;
+            }
+        }
+        let written = plan.counts().bytes_written;
+        assert!(
+            written < 3 * batch_bytes as u64,
+            "expected admission before the buffer of {} bytes drained, got it after {written} bytes",
+            3 * batch_bytes
+        );
+        assert!(
+            plan.counts().writes_held > 0,
+            "later writes still running when the batch was admitted"
+        );
+        let stats = log.stats();
+        assert_eq!(stats.write_buffer_full_count, 1);
+        assert!(stats.write_buffer_full_time_total_us > 0);
+
+        plan.set_hold_writes(false);
+        assert_eq!(waiting.await.expect("append task"), 9);
+        let counts = plan.counts();
+        assert_eq!(
+            counts.overlapping_writes, 0,
+            "no two running writes share a block"
+        );
+        let mut expected: Vec<bytes::Bytes> = buffered
+            .iter()
+            .enumerate()
+            .map(|(index, appended)| stored(appended, 3 * index as i64))
+            .collect();
+        expected.push(stored(&full, 9));
+        assert_eq!(read_all(&log, 0).await, expected);
+        let Ok(log) = Rc::try_unwrap(log) else {
+            panic!("the append tasks have finished");
+        };
+        log.close().await.expect("close");
+        let log = PartitionLog::open(&path, config).await.expect("reopen");
+        assert_eq!(read_all(&log, 0).await, expected, "every batch landed");
+    });
+}

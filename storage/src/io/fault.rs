@@ -63,6 +63,7 @@ pub struct FaultPlan {
     sync_failures_left: Cell<u64>,
     fail_reads: Cell<bool>,
     hold_writes: Cell<bool>,
+    releases: Cell<u64>,
     running: RefCell<HashMap<PathBuf, Vec<RunningWrite>>>,
     write_id_next: Cell<u64>,
     changed: Notify,
@@ -103,6 +104,13 @@ impl FaultPlan {
     /// While set, writes wait before they reach the device; clearing it lets them go on.
     pub fn set_hold_writes(&self, hold: bool) {
         self.hold_writes.set(hold);
+        self.changed.notify_all();
+    }
+
+    /// Lets `count` of the held writes go on (whichever wake first) while the others, and later
+    /// writes, stay held.
+    pub fn release_held_writes(&self, count: u64) {
+        self.releases.set(self.releases.get() + count);
         self.changed.notify_all();
     }
 
@@ -165,6 +173,10 @@ impl FaultPlan {
         loop {
             let generation = self.changed.generation();
             if !self.hold_writes.get() {
+                break;
+            }
+            if self.releases.get() > 0 {
+                self.releases.set(self.releases.get() - 1);
                 break;
             }
             self.changed.wait(generation).await;
