@@ -332,6 +332,7 @@ fn resolve_probes(args: &BenchArgs) -> Probes {
 struct BrokerSample {
     forwarded: Option<f64>,
     cpu_ticks: Option<u64>,
+    run_queue_wait_ns: Option<u64>,
 }
 
 async fn sample_broker(probes: &Probes, notes: &mut Vec<String>) -> BrokerSample {
@@ -363,9 +364,18 @@ async fn sample_broker(probes: &Probes, notes: &mut Vec<String>) -> BrokerSample
         }
         None => None,
     };
+    let run_queue_wait_ns = match probes.pid.map(probe::read_run_queue_wait_ns) {
+        Some(Ok(nanoseconds)) => Some(nanoseconds),
+        Some(Err(error)) => {
+            notes.push(error.to_string());
+            None
+        }
+        None => None,
+    };
     BrokerSample {
         forwarded,
         cpu_ticks,
+        run_queue_wait_ns,
     }
 }
 
@@ -492,6 +502,7 @@ async fn run_on_topic(
         ))
     });
     let generator_before = probe::read_cpu_ticks(std::process::id()).ok();
+    let generator_wait_before = probe::read_run_queue_wait_ns(std::process::id()).ok();
     let started = Instant::now();
     let outcome = if args.read_existing {
         load::read_existing(&plan, PRODUCERS_MAX, progress).await
@@ -500,6 +511,7 @@ async fn run_on_topic(
     };
     let wall = started.elapsed();
     let generator_after = probe::read_cpu_ticks(std::process::id()).ok();
+    let generator_wait_after = probe::read_run_queue_wait_ns(std::process::id()).ok();
     let _ = stop_ticker.send(());
     if let Some(ticker) = ticker {
         let _ = ticker.await;
@@ -512,6 +524,9 @@ async fn run_on_topic(
 
     let mut summary = summarise(&plan, &outcome, &before, &after, notes);
     summary.generator_cpu_s = generator_cpu_s;
+    summary.generator_cpu_wait_s = generator_wait_before
+        .zip(generator_wait_after)
+        .map(|(before, after)| after.saturating_sub(before) as f64 / 1e9);
     let histograms = Histograms {
         produce_ack: LatencyReport::from_histogram(&outcome.produce.latency_ns),
         end_to_end: outcome
@@ -608,6 +623,10 @@ fn summarise(
         Some(consume) if outcome.produce.sent == 0 => consume.received,
         _ => outcome.produce.acknowledged,
     };
+    let cpu_wait_s = before
+        .run_queue_wait_ns
+        .zip(after.run_queue_wait_ns)
+        .map(|(before, after)| after.saturating_sub(before) as f64 / 1e9);
     let cpu_s_per_million_records = cpu_s
         .filter(|_| records > 0)
         .map(|seconds| seconds / records as f64 * 1e6);
@@ -621,9 +640,11 @@ fn summarise(
             forwarded_requests_delta,
             cpu_s,
             cpu_s_per_million_records,
+            cpu_wait_s,
             notes,
         },
         generator_cpu_s: None,
+        generator_cpu_wait_s: None,
     }
 }
 

@@ -1,5 +1,6 @@
 //! What `weir bench` reads from the broker besides its answers: CPU time from
-//! `/proc/<pid>/stat`, counters from the Prometheus `/metrics` page, and the broker's pid and
+//! `/proc/<pid>/stat`, time its threads waited for a CPU from `/proc/<pid>/task/*/schedstat`,
+//! counters from the Prometheus `/metrics` page, and the broker's pid and
 //! metrics address from its `--ready-file`.
 //!
 //! The parsers are plain functions over text, tested without a broker; the scrape is a minimal
@@ -103,6 +104,44 @@ pub fn read_cpu_ticks(pid: u32) -> Result<CpuTicks, ProbeError> {
     let text =
         std::fs::read_to_string(&path).map_err(|source| ProbeError::Read { path, source })?;
     parse_proc_stat(&text)
+}
+
+/// Parses the run-queue wait out of a `/proc/<pid>/task/<tid>/schedstat` line: nanoseconds on
+/// a CPU, nanoseconds runnable but waiting for one, and time slices run.
+pub fn parse_schedstat_wait_ns(text: &str) -> Result<u64, ProbeError> {
+    let field = text.split_whitespace().nth(1).ok_or_else(|| {
+        ProbeError::ProcStat(format!("schedstat {text:?} has no run-queue wait field"))
+    })?;
+    field.parse().map_err(|_| {
+        ProbeError::ProcStat(format!(
+            "schedstat wait {field:?} is not a nanosecond count"
+        ))
+    })
+}
+
+/// Nanoseconds the threads of process `pid` have spent runnable but waiting for a CPU (the
+/// kernel's run-queue wait, summed over the threads alive now). On a machine where the broker
+/// and the generator share the cores, it says how much of a latency is queueing for a core.
+pub fn read_run_queue_wait_ns(pid: u32) -> Result<u64, ProbeError> {
+    let dir = format!("/proc/{pid}/task");
+    let entries = std::fs::read_dir(&dir).map_err(|source| ProbeError::Read {
+        path: dir.clone(),
+        source,
+    })?;
+    let mut total = 0u64;
+    for entry in entries {
+        let entry = entry.map_err(|source| ProbeError::Read {
+            path: dir.clone(),
+            source,
+        })?;
+        let path = entry.path().join("schedstat");
+        // A thread that exited since the listing has no file left: it no longer waits.
+        let Ok(text) = std::fs::read_to_string(&path) else {
+            continue;
+        };
+        total = total.saturating_add(parse_schedstat_wait_ns(&text)?);
+    }
+    Ok(total)
 }
 
 /// The kernel's clock ticks per second (`sysconf(_SC_CLK_TCK)`), the unit of [`CpuTicks`].
@@ -324,6 +363,54 @@ mod tests {
         let ticks = read_cpu_ticks(std::process::id()).expect("own /proc/<pid>/stat");
         assert!(ticks.total() < u64::MAX);
         assert!(clock_ticks_per_second() > 0);
+    }
+
+    #[test]
+    fn schedstat_gives_the_run_queue_wait_and_rejects_other_shapes() {
+        assert_eq!(
+            parse_schedstat_wait_ns("1234567 890123 4567\n").expect("valid schedstat"),
+            890_123
+        );
+        for line in ["", "1234567", "1234567 -5 10", "1 x 2"] {
+            assert!(parse_schedstat_wait_ns(line).is_err(), "{line:?}");
+        }
+    }
+
+    #[test]
+    fn a_thread_that_waits_for_a_busy_cpu_shows_in_the_run_queue_wait() {
+        use std::sync::{
+            atomic::{AtomicBool, Ordering},
+            Arc,
+        };
+        let before = read_run_queue_wait_ns(std::process::id()).expect("own schedstat");
+        // More spinning threads than cores: each must wait for a CPU while others run.
+        let cores = std::thread::available_parallelism().map_or(2, usize::from);
+        let stop = Arc::new(AtomicBool::new(false));
+        let spinners: Vec<_> = (0..cores * 2 + 1)
+            .map(|_| {
+                let stop = stop.clone();
+                std::thread::spawn(move || {
+                    while !stop.load(Ordering::Relaxed) {
+                        std::hint::spin_loop();
+                    }
+                })
+            })
+            .collect();
+        // Read while the spinners are alive: exited threads leave the sum.
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        let mut during = before;
+        while during <= before && std::time::Instant::now() < deadline {
+            during = read_run_queue_wait_ns(std::process::id()).expect("own schedstat");
+        }
+        stop.store(true, Ordering::Relaxed);
+        for spinner in spinners {
+            spinner.join().expect("spinner");
+        }
+        assert!(
+            during > before,
+            "{} threads spinning on {cores} cores never waited for a CPU",
+            cores * 2 + 1
+        );
     }
 
     #[test]

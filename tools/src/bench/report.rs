@@ -94,6 +94,9 @@ pub struct BrokerCost {
     pub cpu_s: Option<f64>,
     /// CPU seconds per million produced records.
     pub cpu_s_per_million_records: Option<f64>,
+    /// Seconds the broker's threads were runnable but waiting for a CPU over the run (their
+    /// run-queue wait from `/proc/<pid>/task/*/schedstat`), if its pid was known.
+    pub cpu_wait_s: Option<f64>,
     /// Why a figure is missing.
     pub notes: Vec<String>,
 }
@@ -129,6 +132,8 @@ pub struct Summary {
     /// This generator's own user + system CPU seconds over the load (to tell whether the
     /// generator, rather than the broker, was the limit).
     pub generator_cpu_s: Option<f64>,
+    /// Seconds this generator's threads were runnable but waiting for a CPU over the load.
+    pub generator_cpu_wait_s: Option<f64>,
 }
 
 /// Both latency distributions.
@@ -239,6 +244,17 @@ pub fn write_table(
     if let Some(seconds) = summary.generator_cpu_s {
         writeln!(out, "generator CPU:             {seconds:.2} s")?;
     }
+    let waits = [
+        ("broker", summary.broker.cpu_wait_s),
+        ("generator", summary.generator_cpu_wait_s),
+    ];
+    if waits.iter().any(|(_, wait)| wait.is_some()) {
+        let waits: Vec<String> = waits
+            .iter()
+            .filter_map(|(who, wait)| wait.map(|seconds| format!("{who} {seconds:.2} s")))
+            .collect();
+        writeln!(out, "waited for a CPU:          {}", waits.join(", "))?;
+    }
     for note in &summary.broker.notes {
         writeln!(out, "note: {note}")?;
     }
@@ -298,9 +314,11 @@ mod tests {
                 forwarded_requests_delta: None,
                 cpu_s: None,
                 cpu_s_per_million_records: None,
+                cpu_wait_s: None,
                 notes: vec!["broker CPU not measured".to_string()],
             },
             generator_cpu_s: Some(0.5),
+            generator_cpu_wait_s: Some(0.25),
         };
         let histograms = Histograms {
             produce_ack: None,
@@ -315,6 +333,7 @@ mod tests {
             "broker CPU:                n/a",
             "note: broker CPU not measured",
             "generator CPU:             0.50 s",
+            "waited for a CPU:          generator 0.25 s",
         ] {
             assert!(table.contains(needle), "{needle:?} missing from:\n{table}");
         }

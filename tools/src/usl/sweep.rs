@@ -941,9 +941,11 @@ mod tests {
                 forwarded_requests_delta: forwarded,
                 cpu_s: cpu.map(|per_million| per_million * records as f64 / 1e6),
                 cpu_s_per_million_records: cpu,
+                cpu_wait_s: None,
                 notes: Vec::new(),
             },
             generator_cpu_s: None,
+            generator_cpu_wait_s: None,
         }
     }
 
