@@ -162,6 +162,9 @@ pub struct Config {
     /// Tail-cache bytes per shard, divided equally among the partitions of client topics the
     /// shard owns (internal `__offsets` partitions get the 64 KiB floor).
     pub tail_cache_bytes_max: u64,
+    /// Bytes of appended batches each partition holds in memory until they are written (under
+    /// `flush = always`, until durable); an append that finds it full waits for the disk.
+    pub write_buffer_bytes_max: u64,
     /// Largest fetch response body, in bytes; caps the client's request.
     pub fetch_response_bytes_max: u32,
     /// Longest long-poll wait of a fetch, in milliseconds; caps the client's request.
@@ -253,6 +256,12 @@ pub struct Flags {
     /// (internal partitions get 64 KiB) [default: 67108864].
     #[arg(long, value_name = "BYTES")]
     pub tail_cache_bytes_max: Option<u64>,
+    /// Bytes of appended batches each partition holds in memory until they are written (under
+    /// `flush = always`, until durable); an append that finds them full waits for the disk. It
+    /// absorbs a slow disk for that long; under `always` it also bounds what one fdatasync
+    /// covers [default: 16777216].
+    #[arg(long, value_name = "BYTES")]
+    pub write_buffer_bytes_max: Option<u64>,
     /// Largest fetch response body, in bytes [default: 16777216].
     #[arg(long, value_name = "BYTES")]
     pub fetch_response_bytes_max: Option<u32>,
@@ -344,6 +353,7 @@ struct FileSettings {
     produce_memory_bytes_max: Option<u64>,
     frame_read_timeout_ms: Option<u64>,
     tail_cache_bytes_max: Option<u64>,
+    write_buffer_bytes_max: Option<u64>,
     fetch_response_bytes_max: Option<u32>,
     fetch_wait_ms_max: Option<u32>,
     topic_partitions_max: Option<u32>,
@@ -369,6 +379,8 @@ struct FileSettings {
 
 /// Smallest frame limit accepted: room for any control request.
 const FRAME_BYTES_MIN: u32 = 4096;
+/// Smallest per-partition write buffer: one file-system block.
+const WRITE_BUFFER_BYTES_MIN: u64 = 4096;
 /// Smallest segment accepted; smaller segments would make every append a roll.
 const SEGMENT_BYTES_MIN: u64 = 64 * 1024;
 /// Largest segment a log can hold: positions inside a segment are `u32`.
@@ -432,6 +444,15 @@ impl Config {
         }
         if self.frame_read_timeout_ms == 0 {
             return Err(invalid("frame-read-timeout-ms", 0, "must be at least 1"));
+        }
+        if self.write_buffer_bytes_max < WRITE_BUFFER_BYTES_MIN
+            || usize::try_from(self.write_buffer_bytes_max).is_err()
+        {
+            return Err(invalid(
+                "write-buffer-bytes-max",
+                self.write_buffer_bytes_max,
+                "must be at least 4096 (one file-system block) and fit in memory",
+            ));
         }
         if self.fetch_response_bytes_max == 0 {
             return Err(invalid("fetch-response-bytes-max", 0, "must be at least 1"));
@@ -706,6 +727,10 @@ fn merge(flags: Flags, file: FileSettings, cpus_available: usize) -> Config {
             .tail_cache_bytes_max
             .or(file.tail_cache_bytes_max)
             .unwrap_or(64 * MIB),
+        write_buffer_bytes_max: flags
+            .write_buffer_bytes_max
+            .or(file.write_buffer_bytes_max)
+            .unwrap_or(16 * MIB),
         fetch_response_bytes_max: flags
             .fetch_response_bytes_max
             .or(file.fetch_response_bytes_max)
@@ -821,6 +846,7 @@ mod tests {
         assert_eq!(config.ready_file, None);
         assert_eq!(config.producers_per_partition_max, 10_000);
         assert_eq!(config.producer_idle_ms_max, 24 * 60 * 60 * 1000);
+        assert_eq!(config.write_buffer_bytes_max, 16 << 20);
     }
 
     #[test]
@@ -956,6 +982,10 @@ mod tests {
                 "batch-bytes-max",
             ),
             (&["--connections-max", "0"], "connections-max"),
+            (
+                &["--write-buffer-bytes-max", "4095"],
+                "write-buffer-bytes-max",
+            ),
             (&["--inflight-requests-max", "0"], "inflight-requests-max"),
             (
                 &["--produce-memory-bytes-max", "10"],
@@ -1117,6 +1147,7 @@ mod tests {
             "--shard-port-base <PORT>",
             "--producers-per-partition-max <COUNT>",
             "--producer-idle-ms-max <MS>",
+            "--write-buffer-bytes-max <BYTES>",
             "--group-session-timeout-ms-min <MS>",
             "--group-members-max <COUNT>",
             "--group-initial-rebalance-delay-ms <MS>",

@@ -394,6 +394,9 @@ pub fn log_config(topic: &TopicConfig, config: &Config, tail_cache_bytes: u64) -
             ..BatchLimits::default()
         },
         tail_cache_bytes_max: usize::try_from(tail_cache_bytes).unwrap_or(usize::MAX),
+        // Checked by `Config::validate` to fit.
+        write_buffer_bytes_max: usize::try_from(config.write_buffer_bytes_max)
+            .unwrap_or(usize::MAX),
         ..LogConfig::default()
     }
 }
@@ -442,6 +445,7 @@ mod tests {
         assert_eq!(log.flush, FlushPolicy::Interval { interval_ms: 7 });
         assert_eq!(log.batch_limits.batch_bytes_max, config.batch_bytes_max);
         assert_eq!(log.tail_cache_bytes_max, 1000);
+        assert_eq!(log.write_buffer_bytes_max, 16 << 20);
         assert!(log.validate().is_ok());
     }
 

@@ -82,7 +82,9 @@
 //! served, so none of them starves under load. A failed write or fdatasync fails every append
 //! not yet acknowledged and returns the segment to its last durable state. Under `Interval` and
 //! `Never` an append returns once the batch is in the write buffer; its blocks are written
-//! the same way, the rest when the buffer fills, and everything is synced by
+//! the same way and it leaves the buffer when they completed (an append that finds the buffer
+//! full waits for running writes to free room, and writes the partial last block only when no
+//! running write can), and everything is synced by
 //! [`PartitionLog::flush`], [`PartitionLog::flush_if_due`] (the owner's tick, or
 //! [`run_interval_flusher`]) and on roll and close; buffered batches are already acknowledged,
 //! so a failed write keeps them and the next one retries. The log runs no task of its own
