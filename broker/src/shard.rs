@@ -385,7 +385,9 @@ impl Shard {
             self.delete_partition(partition);
         }
         // Internal partitions (`__offsets`) are read in order once, at start, and never served
-        // from the tail: they get the floor, and the budget is divided among the others.
+        // from the tail: they get the floor, and the budget is divided among the others, those
+        // already open included, so the shard's tail caches stay within one budget as topics
+        // come and go.
         let served = wanted
             .iter()
             .filter(|key| {
@@ -395,6 +397,13 @@ impl Shard {
             })
             .count();
         let tail_cache = partition::tail_cache_share(self.config.tail_cache_bytes_max, served);
+        for partition in self.partitions.borrow().values() {
+            if !partition.topic.is_internal() {
+                partition
+                    .log
+                    .set_tail_cache_bytes_max(usize::try_from(tail_cache).unwrap_or(usize::MAX));
+            }
+        }
         let mut failures = Vec::new();
         for key in wanted {
             if self.partitions.borrow().contains_key(&key) {

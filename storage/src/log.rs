@@ -366,6 +366,16 @@ impl PartitionLog {
         }
     }
 
+    /// Changes the tail cache's bound (initially `tail_cache_bytes_max`), evicting its oldest
+    /// batches beyond a lower one: the owner divides one budget among its partitions and
+    /// re-divides it when they change.
+    pub fn set_tail_cache_bytes_max(&self, bytes_max: usize) {
+        self.state
+            .borrow_mut()
+            .tail_cache
+            .set_size_bytes_max(bytes_max);
+    }
+
     /// Offset below which readers may read: under [`FlushPolicy::Always`] only batches that are
     /// durable; under the other policies everything appended.
     pub fn stable_end_offset(&self) -> i64 {

@@ -58,6 +58,14 @@ impl TailCache {
         }
     }
 
+    /// Changes the bound, evicting the oldest batches beyond a lower one.
+    pub(crate) fn set_size_bytes_max(&mut self, size_bytes_max: usize) {
+        self.size_bytes_max = size_bytes_max;
+        while self.size_bytes > self.size_bytes_max {
+            self.pop_front();
+        }
+    }
+
     fn pop_front(&mut self) {
         if let Some(evicted) = self.batches.pop_front() {
             self.size_bytes -= evicted.bytes.len();
@@ -132,6 +140,24 @@ mod tests {
         assert_eq!(cache.first_offset(), Some(3));
         assert_eq!(cache.end_offset(), Some(5));
         assert_eq!(cache.size_bytes(), 200);
+    }
+
+    #[test]
+    fn a_lower_bound_evicts_the_oldest_and_a_higher_one_keeps_the_next_batches() {
+        let mut cache = TailCache::new(1000);
+        for offset in 0..4 {
+            cache.push(batch(offset, 200));
+        }
+        assert_eq!(cache.size_bytes(), 800);
+        cache.set_size_bytes_max(500);
+        assert_eq!(cache.size_bytes(), 400);
+        assert_eq!(cache.first_offset(), Some(2));
+        cache.set_size_bytes_max(1000);
+        for offset in 4..7 {
+            cache.push(batch(offset, 200));
+        }
+        assert_eq!(cache.size_bytes(), 1000);
+        assert_eq!(cache.first_offset(), Some(2));
     }
 
     #[test]
