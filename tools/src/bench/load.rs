@@ -28,6 +28,7 @@ use weir_client::{
 };
 
 use super::header::{ValueHeader, HEADER_BYTES};
+use super::pacer::Pacer;
 use super::schedule::{global_index, partition_of, producer_share, Mode, Schedule};
 
 /// The largest latency a histogram records exactly; longer ones count as this.
@@ -317,6 +318,11 @@ async fn produce_messages(
         Stop::Duration(duration) => u64::try_from(duration.as_nanos()).unwrap_or(u64::MAX),
         Stop::Messages(_) => u64::MAX,
     };
+    // Open loop: sub-millisecond waits, so the generator itself sends on time (see `pacer`).
+    let mut pacer = match plan.schedule {
+        Some(_) => Some(Pacer::new().context("cannot create the open-loop send timer")?),
+        None => None,
+    };
     let mut message_index: u64 = 0;
     loop {
         if limit.is_some_and(|limit| message_index >= limit) {
@@ -330,9 +336,11 @@ async fn produce_messages(
                     plan.producers,
                     message_index,
                 ));
-                if intended_ns > now_ns {
-                    tokio::time::sleep_until((epoch + Duration::from_nanos(intended_ns)).into())
-                        .await;
+                if let Some(pacer) = pacer.as_mut().filter(|_| intended_ns > now_ns) {
+                    pacer
+                        .sleep_until(epoch + Duration::from_nanos(intended_ns))
+                        .await
+                        .context("the open-loop send timer failed")?;
                 }
                 intended_ns
             }

@@ -12,6 +12,7 @@
 
 pub mod header;
 pub mod load;
+pub mod pacer;
 pub mod probe;
 pub mod report;
 pub mod schedule;
