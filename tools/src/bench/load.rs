@@ -295,6 +295,10 @@ async fn run_producer(
     })
 }
 
+/// The shortest wait of the open-loop producer, in nanoseconds: its wake-ups are at most this
+/// frequent, and this is the most a message is sent late by the generator's own pacing.
+pub const PACING_QUANTUM_NS: u64 = 100_000;
+
 /// Sends one producer's messages; returns how many went to each partition.
 async fn produce_messages(
     plan: &LoadPlan,
@@ -337,8 +341,12 @@ async fn produce_messages(
                     message_index,
                 ));
                 if let Some(pacer) = pacer.as_mut().filter(|_| intended_ns > now_ns) {
+                    // At least one quantum per wait: each wake-up sends every message due by
+                    // then, so a high rate costs at most one wake-up per quantum, and no message
+                    // goes out more than a quantum (plus the wake-up latency) late.
+                    let wake_ns = intended_ns.max(now_ns + PACING_QUANTUM_NS);
                     pacer
-                        .sleep_until(epoch + Duration::from_nanos(intended_ns))
+                        .sleep_until(epoch + Duration::from_nanos(wake_ns))
                         .await
                         .context("the open-loop send timer failed")?;
                 }
