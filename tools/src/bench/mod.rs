@@ -67,8 +67,8 @@ pub enum AcksArg {
 /// Arguments of `weir bench`.
 #[derive(Debug, Clone, Args, Serialize)]
 pub struct BenchArgs {
-    /// Use this existing topic (neither created nor deleted) [default: create a fresh
-    /// `bench-<random>` topic and delete it afterwards].
+    /// Use this existing topic (neither created nor deleted); without it, the run creates a
+    /// fresh `bench-<random>` topic and deletes it afterwards.
     #[arg(long, value_name = "NAME", conflicts_with_all = ["partitions", "flush", "keep_topic"])]
     pub topic: Option<String>,
     /// Keep the topic the run created.
