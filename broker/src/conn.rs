@@ -49,7 +49,7 @@ use crate::shard::Shard;
 ///
 /// Small because every open connection holds one, idle or not (1,000 connections with 64 KiB
 /// each held 64 MB): the buffer grows only to fit the frame being read and goes back to this
-/// size after a frame that did not fit it ([`release_large_buffer`]).
+/// size after a frame that did not fit it (`release_large_buffer`).
 pub const READ_BUFFER_BYTES_IDLE: usize = 4 * 1024;
 /// Connections that must have closed since the shard's peak of open connections before its
 /// maintenance tick asks the allocator to return freed memory to the OS ([`HeapTrim`]).

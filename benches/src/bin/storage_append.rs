@@ -49,7 +49,7 @@ struct Args {
     /// Records per batch.
     #[arg(long, default_value_t = 1000)]
     records_per_batch: usize,
-    /// Durability policy: always, never or interval:<ms>.
+    /// Durability policy: `always`, `never` or `interval:<ms>`.
     #[arg(long, default_value = "always")]
     flush: FlushPolicy,
     /// Segment size in MiB (default: the log's default).
