@@ -20,6 +20,7 @@
 #![deny(missing_docs)]
 
 mod builder;
+mod crc;
 mod error;
 mod fuzz;
 mod header;

@@ -7,6 +7,7 @@
 //! [`validate_batch`] is safe to iterate with [`records`](super::records): the iterator yields
 //! exactly `records_count` records without error.
 
+use super::crc::crc32c_after_rewrite;
 use super::error::{BatchError, RecordError};
 use super::header::{
     BatchHeader, Compression, TimestampType, ATTRIBUTE_COMPRESSION_MASK, ATTRIBUTE_CONTROL,
@@ -315,9 +316,12 @@ pub fn set_base_offset(batch: &mut [u8], base_offset: i64) -> Result<(), BatchEr
 }
 
 /// Stamps a finished batch with an idempotent producer's id, epoch and first sequence, in place,
-/// and recomputes the CRC (the fields are inside it). A producer assigns sequences when it first
+/// and updates the CRC (the fields are inside it). A producer assigns sequences when it first
 /// sends a batch, so the batch can be built before the producer id is known; a retry then sends
 /// the stamped bytes unchanged.
+///
+/// The CRC is updated from the changed bytes alone (see `crc.rs`), not recomputed over the whole
+/// batch: a batch whose CRC was valid stays valid, and one whose CRC was wrong stays wrong.
 pub fn set_producer(
     batch: &mut [u8],
     producer_id: i64,
@@ -325,6 +329,20 @@ pub fn set_producer(
     base_sequence: i32,
 ) -> Result<(), BatchError> {
     let available = batch.len();
+    if available < BATCH_HEADER_BYTES {
+        return Err(BatchError::Truncated {
+            needed: BATCH_HEADER_BYTES,
+            available,
+        });
+    }
+    #[cfg(debug_assertions)]
+    let crc_was_valid = {
+        let crc_bytes = &batch[CRC_COVERED_START - 4..CRC_COVERED_START];
+        let stored = u32::from_be_bytes([crc_bytes[0], crc_bytes[1], crc_bytes[2], crc_bytes[3]]);
+        stored == crc32c::crc32c(&batch[CRC_COVERED_START..])
+    };
+    let mut old = [0_u8; PRODUCER_FIELDS_BYTES];
+    old.copy_from_slice(&batch[PRODUCER_FIELDS_START..PRODUCER_FIELDS_END]);
     let header = BatchHeader::view_mut(batch).ok_or(BatchError::Truncated {
         needed: BATCH_HEADER_BYTES,
         available,
@@ -332,10 +350,29 @@ pub fn set_producer(
     header.producer_id.set(producer_id);
     header.producer_epoch.set(producer_epoch);
     header.base_sequence.set(base_sequence);
-    let crc = crc32c::crc32c(&batch[CRC_COVERED_START..]);
+    let stored = header.crc.get();
+    // A batch is at most i32::MAX bytes long; a longer slice is no batch of ours.
+    let trailing_bytes = u32::try_from(available - PRODUCER_FIELDS_END).unwrap_or(u32::MAX);
+    let crc = crc32c_after_rewrite(
+        stored,
+        &old,
+        &batch[PRODUCER_FIELDS_START..PRODUCER_FIELDS_END],
+        trailing_bytes,
+    );
     batch[CRC_COVERED_START - 4..CRC_COVERED_START].copy_from_slice(&crc.to_be_bytes());
+    #[cfg(debug_assertions)]
+    debug_assert!(
+        !crc_was_valid || crc == crc32c::crc32c(&batch[CRC_COVERED_START..]),
+        "the CRC updated from the stamped fields matches a full recompute"
+    );
     Ok(())
 }
+
+/// Where the producer id, epoch and base sequence sit in the header: 14 contiguous bytes.
+const PRODUCER_FIELDS_START: usize = core::mem::offset_of!(BatchHeader, producer_id);
+const PRODUCER_FIELDS_END: usize = core::mem::offset_of!(BatchHeader, records_count);
+const PRODUCER_FIELDS_BYTES: usize = PRODUCER_FIELDS_END - PRODUCER_FIELDS_START;
+const _: () = assert!(PRODUCER_FIELDS_BYTES == 8 + 2 + 4);
 
 /// Overwrites `partitionLeaderEpoch` in place. The field is outside the CRC, so the CRC stays
 /// valid.
@@ -371,6 +408,43 @@ mod set_producer_tests {
             (42, 3, 17)
         );
         assert!(set_producer(&mut stamped[..60], 1, 1, 1).is_err());
+    }
+
+    #[test]
+    fn the_updated_crc_is_the_recomputed_one_for_any_batch_size_and_restamp() {
+        for records_count in [1_u32, 7, 300] {
+            let mut builder = BatchBuilder::new(1_000);
+            for index in 0..records_count {
+                let value = vec![index as u8; 1 + (index as usize * 13) % 900];
+                builder.push(1_000 + i64::from(index), None, Some(&value), &[]);
+            }
+            let mut batch = builder.finish();
+            for (producer_id, epoch, sequence) in
+                [(42, 3, 17), (i64::MAX, i16::MAX, i32::MAX), (0, 0, 0)]
+            {
+                set_producer(&mut batch, producer_id, epoch, sequence).unwrap();
+                let stored = u32::from_be_bytes(batch[17..21].try_into().unwrap());
+                assert_eq!(stored, crc32c::crc32c(&batch[CRC_COVERED_START..]));
+                let info = validate_batch(&batch, &BatchLimits::default()).unwrap();
+                assert_eq!(
+                    (info.producer_id, info.producer_epoch, info.base_sequence),
+                    (producer_id, epoch, sequence)
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn a_wrong_crc_stays_wrong_after_stamping() {
+        let mut builder = BatchBuilder::new(1_000);
+        builder.push(1_000, None, Some(b"v"), &[]);
+        let mut batch = builder.finish();
+        batch[20] ^= 0x01;
+        set_producer(&mut batch, 42, 3, 17).unwrap();
+        assert!(matches!(
+            validate_batch(&batch, &BatchLimits::default()),
+            Err(BatchError::CrcMismatch { .. })
+        ));
     }
 }
 
