@@ -19,7 +19,7 @@
 //! The accumulator is synchronous and takes the clock as an argument; the producer drives it under
 //! a lock held only for one append or one drain.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -27,6 +27,7 @@ use tokio::sync::{watch, Semaphore, TryAcquireError};
 use weir_proto::batch::BatchBuilder;
 
 use crate::error::ProduceError;
+use crate::fx_hash::FxHashMap;
 use crate::hash_ring::RingError;
 use crate::partitioner::{KeyPartitioner, Partitioning, StickyPartitioner};
 use crate::retry::RetryState;
@@ -213,11 +214,12 @@ struct TopicSticky {
 /// The per-partition batches of one producer (see the module documentation).
 pub struct Accumulator {
     config: BatchingConfig,
-    queues: HashMap<TopicPartition, PartitionQueue>,
+    /// Looked up once per record: keyed with `FxHashMap`, not SipHash.
+    queues: FxHashMap<TopicPartition, PartitionQueue>,
     /// `next_batch_bytes` of partitions whose queue was dropped when it emptied, so their next
     /// batch still starts at the right capacity; at most one entry per partition written.
-    batch_bytes_hints: HashMap<TopicPartition, usize>,
-    sticky: HashMap<TopicId, TopicSticky>,
+    batch_bytes_hints: FxHashMap<TopicPartition, usize>,
+    sticky: FxHashMap<TopicId, TopicSticky>,
     keyed: KeyPartitioner,
     /// Starts each topic's sticky partition at a different place, so producers spread out.
     sticky_start: u32,
@@ -228,9 +230,9 @@ impl Accumulator {
     pub fn new(config: BatchingConfig) -> Self {
         Self {
             config,
-            queues: HashMap::new(),
-            batch_bytes_hints: HashMap::new(),
-            sticky: HashMap::new(),
+            queues: FxHashMap::default(),
+            batch_bytes_hints: FxHashMap::default(),
+            sticky: FxHashMap::default(),
             keyed: KeyPartitioner::new(config.partitioning),
             sticky_start: rand::random(),
         }

@@ -64,6 +64,7 @@ pub mod connection;
 pub mod consumer;
 pub mod dead_letter;
 pub mod error;
+mod fx_hash;
 pub mod group;
 pub mod hash_ring;
 pub mod partitioner;

@@ -82,6 +82,7 @@ use crate::accumulator::{
 use crate::cluster::{ClientConfig, Cluster};
 use crate::connection::PendingResponse;
 use crate::error::{Error, ProduceError};
+use crate::fx_hash::FxHashMap;
 use crate::partitioner::Partitioning;
 use crate::retry::{Retriable, RetryPolicy};
 
@@ -303,7 +304,7 @@ struct Idempotence {
     /// Producer id and epoch, once the broker handed them out.
     identity: Option<(i64, i16)>,
     /// The first sequence of each partition's next batch under `identity`.
-    next_sequence: HashMap<TopicPartition, i32>,
+    next_sequence: FxHashMap<TopicPartition, i32>,
     /// Set when the broker fenced this producer: every later send fails with it.
     fenced: Option<Error>,
     /// Set when a batch failed in a way that leaves its partition's sequence unknown to the
@@ -738,7 +739,7 @@ fn dispatch(
         // the broker appends a request's entries concurrently): round `i` holds the `i`-th batch
         // of each partition, and rounds go out in order.
         let mut rounds: Vec<Vec<ReadyBatch>> = Vec::new();
-        let mut seen: HashMap<TopicPartition, usize> = HashMap::new();
+        let mut seen: FxHashMap<TopicPartition, usize> = FxHashMap::default();
         for batch in batches {
             let round = seen.entry(batch.topic_partition).or_insert(0);
             if rounds.len() <= *round {
@@ -1001,7 +1002,7 @@ async fn settle(
     response: ProduceResponse,
     address: &str,
 ) {
-    let mut results: HashMap<TopicPartition, _> = response
+    let mut results: FxHashMap<TopicPartition, _> = response
         .entries
         .into_iter()
         .map(|entry| {
