@@ -6,6 +6,9 @@
 //! metadata causes no cross-shard forwarding on the broker. Invariants:
 //! - the cache is an immutable snapshot behind an `Arc`, replaced whole by a refresh, so a reader
 //!   never sees half of one answer and half of another;
+//! - every refresh gives the new snapshot the next [`Cluster::metadata_generation`], published
+//!   after the snapshot, so a value derived from a snapshot of generation `g` (a producer's
+//!   cached topic) is current for as long as the cluster's generation is still `g`;
 //! - at most one metadata refresh runs at a time; callers that asked while it ran take its
 //!   result instead of starting another;
 //! - the cache is refreshed when a caller reports a retriable error (unknown topic or partition,
@@ -14,6 +17,7 @@
 //! - a failed connection is replaced by a new one on next use, never reused.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock, Weak};
 use std::time::{Duration, Instant};
 
@@ -95,6 +99,7 @@ pub struct MetadataSnapshot {
     topics_by_name: HashMap<String, Arc<TopicInfo>>,
     topics_by_id: HashMap<TopicId, Arc<TopicInfo>>,
     refreshed_at: Option<Instant>,
+    generation: u64,
 }
 
 impl MetadataSnapshot {
@@ -104,6 +109,7 @@ impl MetadataSnapshot {
             topics_by_name: HashMap::new(),
             topics_by_id: HashMap::new(),
             refreshed_at: None,
+            generation: 0,
         }
     }
 
@@ -142,7 +148,14 @@ impl MetadataSnapshot {
             topics_by_name,
             topics_by_id,
             refreshed_at: Some(refreshed_at),
+            generation: 0,
         }
+    }
+
+    /// Returns the [`Cluster::metadata_generation`] this snapshot was published under (0 for a
+    /// snapshot no cluster published).
+    pub fn generation(&self) -> u64 {
+        self.generation
     }
 
     /// Returns the topic named `name`, if the snapshot has it.
@@ -170,6 +183,8 @@ impl MetadataSnapshot {
 pub struct Cluster {
     config: ClientConfig,
     metadata: RwLock<Arc<MetadataSnapshot>>,
+    /// The generation of the snapshot in `metadata`, stored after the snapshot.
+    generation: AtomicU64,
     connections: tokio::sync::Mutex<HashMap<String, Connection>>,
     refresh_gate: tokio::sync::Mutex<()>,
 }
@@ -189,6 +204,7 @@ impl Cluster {
         let cluster = Arc::new(Cluster {
             config,
             metadata: RwLock::new(Arc::new(MetadataSnapshot::empty())),
+            generation: AtomicU64::new(0),
             connections: tokio::sync::Mutex::new(HashMap::new()),
             refresh_gate: tokio::sync::Mutex::new(()),
         });
@@ -213,6 +229,14 @@ impl Cluster {
         }
     }
 
+    /// Returns the generation of the metadata snapshot in force: it grows by one with every
+    /// refresh (a refresh that found nothing new included). Anything derived from a snapshot of
+    /// generation `g` is current while this still returns `g`; one atomic load, so a per-record
+    /// cache can check it.
+    pub fn metadata_generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
+    }
+
     /// Reloads the metadata from the broker, unless a refresh that started after this call
     /// already did; returns the snapshot in force afterwards.
     pub async fn refresh_metadata(&self) -> Result<Arc<MetadataSnapshot>, Error> {
@@ -226,11 +250,17 @@ impl Cluster {
         let response = connection
             .request(&MetadataRequest { topics: Vec::new() })
             .await?;
-        let snapshot = Arc::new(MetadataSnapshot::from_response(response, Instant::now()));
+        let mut snapshot = MetadataSnapshot::from_response(response, Instant::now());
+        // Refreshes are serialized by the gate, so the generation grows by one per snapshot.
+        snapshot.generation = current.generation + 1;
+        let snapshot = Arc::new(snapshot);
         match self.metadata.write() {
             Ok(mut slot) => *slot = snapshot.clone(),
             Err(poisoned) => *poisoned.into_inner() = snapshot.clone(),
         }
+        // After the snapshot: whoever sees the new generation reads the new snapshot.
+        self.generation
+            .store(snapshot.generation, Ordering::Release);
         tracing::debug!(
             shards = snapshot.shard_addresses.len(),
             topics = snapshot.topics_by_name.len(),

@@ -8,6 +8,11 @@
 //! that owns each partition into Produce requests of at most `request_bytes_max` bytes, and keeps
 //! several requests in flight per connection (up to `inflight_requests_max`).
 //!
+//! The topic's id and partition count come from a per-producer cache keyed by topic name and
+//! tied to [`Cluster::metadata_generation`]: every metadata refresh empties it, so a record is
+//! placed with the partition count of the cluster's current snapshot, as if looked up there,
+//! without a name lookup in the snapshot per record.
+//!
 //! Ordering: each partition has up to [`ProducerConfig::max_in_flight_per_partition`] batches in
 //! flight (5 by default, like Kafka's `max.in.flight.requests.per.connection` with idempotence),
 //! so a partition does not wait a round trip (and, under `flush=always`, a sync) per batch. The
@@ -72,7 +77,7 @@ use tokio::task::JoinSet;
 use weir_proto::batch::set_producer;
 use weir_proto::wire::{
     Acks, ApiKey, ErrorCode, InitProducerIdRequest, Priority, ProducePartition, ProduceRequest,
-    ProduceResponse, RequestMessage,
+    ProduceResponse, RequestMessage, TopicId,
 };
 
 use crate::accumulator::{
@@ -294,6 +299,8 @@ struct ProducerShared {
     inflight_by_address: Mutex<HashMap<String, Arc<Semaphore>>>,
     /// The idempotent producer's identity and sequences; held only for a stamp or an update.
     idempotence: Mutex<Idempotence>,
+    /// The topics `enqueue` has resolved, for the current metadata generation.
+    topics: Mutex<TopicCache>,
     /// Serializes InitProducerId calls (first id, epoch bumps).
     identity_lock: tokio::sync::Mutex<()>,
 }
@@ -311,6 +318,64 @@ struct Idempotence {
     /// producer (it may or may not be stored) or refused by the broker: the next round bumps
     /// the epoch before stamping anything, so later batches start cleanly at sequence 0.
     bump_needed: bool,
+}
+
+/// The most topics one producer's [`TopicCache`] holds; a producer that writes more distinct
+/// topics than this empties the cache and starts over (each topic then costs one cluster lookup
+/// again, as it did before the cache).
+const TOPIC_CACHE_ENTRIES_MAX: usize = 1_024;
+
+/// What `enqueue` needs of a topic.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct CachedTopic {
+    topic_id: TopicId,
+    partitions: u32,
+}
+
+/// The topics a producer has resolved, by name, all from metadata of one generation.
+///
+/// `enqueue` used to look its topic up in the cluster's snapshot by name on every record (a read
+/// lock, two `Arc` clones and a SipHash of the name). Here a repeat topic costs one atomic load
+/// (the cluster's generation) and an FxHash of the name under an uncontended lock. The entries are
+/// valid only for the generation they were read under: any refresh, periodic or after an error,
+/// empties the cache, so a record is never placed with a partition count older than the
+/// cluster's snapshot.
+#[derive(Debug, Default)]
+struct TopicCache {
+    generation: u64,
+    topics: FxHashMap<Box<str>, CachedTopic>,
+}
+
+impl TopicCache {
+    /// Returns the topic named `name` if it was cached under `generation`; a newer generation
+    /// empties the cache first.
+    fn get(&mut self, name: &str, generation: u64) -> Option<CachedTopic> {
+        self.move_to(generation);
+        if self.generation != generation {
+            return None;
+        }
+        self.topics.get(name).copied()
+    }
+
+    /// Caches `topic`, read from metadata of `generation` or newer; ignored when the cache
+    /// already holds a newer generation (the value may be stale).
+    fn insert(&mut self, name: &str, generation: u64, topic: CachedTopic) {
+        self.move_to(generation);
+        if self.generation != generation {
+            return;
+        }
+        if self.topics.len() >= TOPIC_CACHE_ENTRIES_MAX {
+            self.topics.clear();
+        }
+        self.topics.insert(name.into(), topic);
+    }
+
+    fn move_to(&mut self, generation: u64) {
+        if generation > self.generation {
+            self.topics.clear();
+            self.generation = generation;
+        }
+    }
 }
 
 impl Idempotence {
@@ -379,6 +444,30 @@ impl ProducerShared {
             let _ = batch.completion.send(outcome);
         }
         self.wake.notify_one();
+    }
+
+    /// Returns the id and partition count of the topic named `name`: from the producer's cache
+    /// while the cluster's metadata generation is the one it was cached under, else from the
+    /// cluster (which refreshes the metadata once for a topic it does not know).
+    async fn topic(&self, name: &str) -> Result<CachedTopic, Error> {
+        // Read before the lookup, so what is cached under it is at least this new.
+        let generation = self.cluster.metadata_generation();
+        if let Some(topic) = self.topic_cache().get(name, generation) {
+            return Ok(topic);
+        }
+        let info = self.cluster.topic(name).await?;
+        let topic = CachedTopic {
+            topic_id: info.topic_id,
+            partitions: info.partition_count(),
+        };
+        self.topic_cache().insert(name, generation, topic);
+        Ok(topic)
+    }
+
+    fn topic_cache(&self) -> std::sync::MutexGuard<'_, TopicCache> {
+        self.topics
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     fn idempotence(&self) -> std::sync::MutexGuard<'_, Idempotence> {
@@ -464,6 +553,7 @@ impl Producer {
             retry_policy: config.retry_policy(),
             inflight_by_address: Mutex::new(HashMap::new()),
             idempotence: Mutex::new(Idempotence::default()),
+            topics: Mutex::new(TopicCache::default()),
             identity_lock: tokio::sync::Mutex::new(()),
         });
         let sender = tokio::spawn(run_sender(shared.clone()));
@@ -525,8 +615,8 @@ impl Producer {
                 limit_bytes: self.shared.config.batch_bytes_max,
             });
         }
-        let topic_info = self.shared.cluster.topic(topic).await?;
-        let partitions = topic_info.partition_count();
+        let topic_info = self.shared.topic(topic).await?;
+        let partitions = topic_info.partitions;
         if partitions == 0 {
             return Err(Error::Protocol {
                 address: self.shared.cluster.config().bootstrap.clone(),
@@ -1236,6 +1326,50 @@ mod tests {
 
     fn timeout_error() -> ProduceError {
         broker(ErrorCode::RequestTimedOut)
+    }
+
+    #[test]
+    fn the_topic_cache_serves_one_generation_and_empties_on_a_newer_one() {
+        let three = CachedTopic {
+            topic_id: 7,
+            partitions: 3,
+        };
+        let six = CachedTopic {
+            topic_id: 7,
+            partitions: 6,
+        };
+        let mut cache = TopicCache::default();
+        assert_eq!(cache.get("events", 1), None);
+        cache.insert("events", 1, three);
+        assert_eq!(cache.get("events", 1), Some(three));
+        assert_eq!(cache.get("other", 1), None);
+        // A refresh: the old partition count is never served under the new generation.
+        assert_eq!(cache.get("events", 2), None);
+        cache.insert("events", 2, six);
+        assert_eq!(cache.get("events", 2), Some(six));
+        // A value read before the cache moved on may be stale: it is not kept.
+        cache.insert("late", 1, three);
+        assert_eq!(cache.get("late", 2), None);
+        assert_eq!(
+            cache.get("events", 1),
+            None,
+            "an older generation is no hit"
+        );
+    }
+
+    #[test]
+    fn the_topic_cache_holds_at_most_its_limit() {
+        let topic = CachedTopic {
+            topic_id: 1,
+            partitions: 1,
+        };
+        let mut cache = TopicCache::default();
+        for index in 0..=TOPIC_CACHE_ENTRIES_MAX {
+            cache.insert(&format!("topic-{index}"), 1, topic);
+            assert!(cache.topics.len() <= TOPIC_CACHE_ENTRIES_MAX);
+        }
+        let last = format!("topic-{TOPIC_CACHE_ENTRIES_MAX}");
+        assert_eq!(cache.get(&last, 1), Some(topic));
     }
 
     #[test]

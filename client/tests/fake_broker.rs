@@ -79,6 +79,10 @@ struct FakeState {
     heartbeat_answer: ErrorCode,
     /// Committed offsets per partition.
     committed: HashMap<u32, i64>,
+    /// When set, Metadata gives the topic this many partitions instead of `PARTITIONS`.
+    topic_partitions: Option<u32>,
+    /// When true, Metadata leaves the topic out (as if it was deleted).
+    topic_missing: bool,
     /// Group calls and rebalance callbacks, in the order they happened.
     log: Arc<Mutex<Vec<String>>>,
 }
@@ -180,7 +184,23 @@ async fn serve(
                 }
                 .encode_frame(correlation_id, 0, &mut out),
                 Request::Metadata(_) => {
-                    metadata(&address).encode_frame(correlation_id, 0, &mut out)
+                    let mut response = metadata(&address);
+                    let (partitions, missing) = {
+                        let state = state.lock().expect("fake state");
+                        (state.topic_partitions, state.topic_missing)
+                    };
+                    if let Some(partitions) = partitions {
+                        response.topics[0].partitions = (0..partitions)
+                            .map(|partition| PartitionMetadata {
+                                partition,
+                                owner_shard: 0,
+                            })
+                            .collect();
+                    }
+                    if missing {
+                        response.topics.clear();
+                    }
+                    response.encode_frame(correlation_id, 0, &mut out)
                 }
                 Request::Produce(produce) => {
                     // Registered before `hold_produce` is read, so a release between the read
@@ -673,6 +693,74 @@ async fn keyed_records_are_acknowledged_in_order_on_their_hash_partition_and_rea
             Some(next_offset[partition as usize])
         );
     }
+}
+
+/// Enqueues one record with `key` to `TOPIC` and returns the partition it was placed in.
+async fn enqueue_keyed(producer: &Producer, key: &str) -> Result<u32, ProduceError> {
+    producer
+        .enqueue(TOPIC, Some(key.as_bytes()), b"value", &[])
+        .await
+        .map(|delivery| delivery.partition())
+}
+
+#[tokio::test]
+async fn a_metadata_refresh_reaches_the_next_enqueue_and_an_unknown_topic_still_fails() {
+    let broker = FakeBroker::start().await;
+    let cluster = within(Cluster::connect(client_config(&broker.address)))
+        .await
+        .expect("connect");
+    let producer = Producer::new(cluster.clone(), ProducerConfig::default()).expect("producer");
+    // A key that moves when the topic grows from 3 to 6 partitions.
+    let key = (0..)
+        .map(|index| format!("key-{index}"))
+        .find(|key| partition_for_key(key.as_bytes(), 6) >= PARTITIONS)
+        .expect("some key lands on a new partition");
+    let before = within(enqueue_keyed(&producer, &key))
+        .await
+        .expect("accepted");
+    assert_eq!(before, partition_for_key(key.as_bytes(), PARTITIONS));
+    // Served from the producer's cache while the metadata does not change.
+    assert_eq!(
+        within(enqueue_keyed(&producer, &key))
+            .await
+            .expect("accepted"),
+        before
+    );
+
+    // The topic grows; once the cluster refreshed, the very next record sees 6 partitions.
+    broker.state().topic_partitions = Some(6);
+    let generation = cluster.metadata_generation();
+    within(cluster.refresh_metadata()).await.expect("refresh");
+    assert_eq!(cluster.metadata_generation(), generation + 1);
+    let after = within(enqueue_keyed(&producer, &key))
+        .await
+        .expect("accepted");
+    assert_eq!(after, partition_for_key(key.as_bytes(), 6));
+    assert_ne!(after, before);
+
+    // A topic the broker does not know fails, cached topics or not.
+    let unknown = within(producer.enqueue("no-such-topic", None, b"value", &[])).await;
+    assert!(
+        matches!(
+            unknown,
+            Err(ProduceError::Request(Error::UnknownTopic { ref topic })) if topic == "no-such-topic"
+        ),
+        "{unknown:?}"
+    );
+    // A cached topic that a refresh no longer lists fails too. (Its records so far are
+    // delivered first: a batch left without an owner would be retried until it timed out.)
+    within(producer.flush()).await;
+    broker.state().topic_missing = true;
+    within(cluster.refresh_metadata()).await.expect("refresh");
+    let deleted = within(enqueue_keyed(&producer, &key)).await;
+    assert!(
+        matches!(
+            deleted,
+            Err(ProduceError::Request(Error::UnknownTopic { .. }))
+        ),
+        "{deleted:?}"
+    );
+    within(producer.close()).await;
 }
 
 /// `(producer id, epoch, base sequence)` of every batch stored in `partition`, in order.
