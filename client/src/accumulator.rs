@@ -281,6 +281,31 @@ impl Accumulator {
         headers: &[Header<'_>],
         reserved_bytes: u64,
     ) -> Result<Appended, ProduceError> {
+        self.append_reading_clock(
+            topic_partition,
+            || now,
+            timestamp_ms,
+            key,
+            value,
+            headers,
+            reserved_bytes,
+        )
+    }
+
+    /// [`Accumulator::append`] that calls `now` only when the record opens a batch (the
+    /// batch's linger and delivery timeout start then), so a record that joins an open batch
+    /// costs no monotonic clock read.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn append_reading_clock(
+        &mut self,
+        topic_partition: TopicPartition,
+        now: impl FnOnce() -> Instant,
+        timestamp_ms: i64,
+        key: Option<&[u8]>,
+        value: &[u8],
+        headers: &[Header<'_>],
+        reserved_bytes: u64,
+    ) -> Result<Appended, ProduceError> {
         let record_bytes = record_bytes_estimate(key, value, headers);
         if BATCH_HEADER_BYTES + record_bytes > self.config.batch_bytes_max {
             return Err(ProduceError::RecordTooLarge {
@@ -311,7 +336,7 @@ impl Accumulator {
         let capacity = queue.next_batch_capacity(batch_bytes_max);
         let open = queue.open.get_or_insert_with(|| OpenBatch {
             builder: BatchBuilder::with_capacity(timestamp_ms, capacity),
-            created: now,
+            created: now(),
             reserved_bytes: 0,
             completion: watch::channel(BatchOutcome::Pending).0,
         });

@@ -651,9 +651,11 @@ impl Producer {
                 topic_id: topic_info.topic_id,
                 partition,
             };
-            accumulator.append(
+            // The monotonic clock is read only when the record opens a batch; the record's own
+            // timestamp is the one clock read every record pays.
+            accumulator.append_reading_clock(
                 topic_partition,
-                Instant::now(),
+                Instant::now,
                 now_ms(),
                 key,
                 value,
