@@ -299,6 +299,9 @@ struct ProducerShared {
     inflight_by_address: Mutex<HashMap<String, Arc<Semaphore>>>,
     /// The idempotent producer's identity and sequences; held only for a stamp or an update.
     idempotence: Mutex<Idempotence>,
+    /// Set (after `Idempotence::fenced`) once the broker fenced this producer, so `enqueue`
+    /// checks one flag per record instead of taking the idempotence lock.
+    fenced: AtomicBool,
     /// The topics `enqueue` has resolved, for the current metadata generation.
     topics: Mutex<TopicCache>,
     /// Serializes InitProducerId calls (first id, epoch bumps).
@@ -553,6 +556,7 @@ impl Producer {
             retry_policy: config.retry_policy(),
             inflight_by_address: Mutex::new(HashMap::new()),
             idempotence: Mutex::new(Idempotence::default()),
+            fenced: AtomicBool::new(false),
             topics: Mutex::new(TopicCache::default()),
             identity_lock: tokio::sync::Mutex::new(()),
         });
@@ -605,8 +609,10 @@ impl Producer {
         if self.shared.closing.load(Ordering::Acquire) {
             return Err(ProduceError::Closed);
         }
-        if let Some(fenced) = self.shared.idempotence().fenced.clone() {
-            return Err(fenced.into());
+        if self.shared.fenced.load(Ordering::Acquire) {
+            if let Some(fenced) = self.shared.idempotence().fenced.clone() {
+                return Err(fenced.into());
+            }
         }
         let record_bytes = record_bytes_estimate(key, value, headers);
         if BATCH_HEADER_BYTES + record_bytes > self.shared.config.batch_bytes_max {
@@ -1139,6 +1145,7 @@ async fn settle(
         {
             tracing::warn!(%error, "the idempotent producer was fenced; it fails every send from now on");
             shared.idempotence().fenced.get_or_insert(error.clone());
+            shared.fenced.store(true, Ordering::Release);
         }
         if result.error_code == ErrorCode::OutOfOrderSequence
             && batch.producer.is_some()
