@@ -2,13 +2,17 @@
 //! comes back.
 //!
 //! Each producer has its own [`Cluster`] and [`Producer`]. It builds its value once, rewrites
-//! the [`ValueHeader`] per message, hands the record to `Producer::enqueue` (which copies it into
-//! the open batch) and passes the pending delivery to its acknowledger task through a channel of
-//! `unacked_messages_max` slots: a full channel is the closed loop's bound on unacknowledged
-//! messages. The acknowledger awaits deliveries in send order and records produce-ack latency;
-//! deliveries of one partition complete in order, so only a record of another partition that
-//! completes earlier than the one awaited is recorded late (an upper bound). Records of one
-//! batch complete together, so the clock is read once per batch, not per record.
+//! the [`ValueHeader`] per message and hands the record to `Producer::enqueue` (which copies it
+//! into the open batch). Records of one batch complete together, so the producer keeps each
+//! batch's records as one group (their intended send times, in [`Unacknowledged`]) and passes
+//! only the batch's first delivery to its acknowledger task. The acknowledger awaits the
+//! batches in the order they were opened, reads the clock once when each completes, and sends
+//! that completion time back; the producer then records every record of the batch at
+//! `completion - intended`, so each record's produce-ack latency is measured exactly as if it
+//! had been awaited on its own. Deliveries of one partition complete in order, so only a batch
+//! of another partition that completes earlier than the one awaited is recorded late (an upper
+//! bound). The producer stops sending while `unacked_messages_max` messages are unacknowledged:
+//! that is the closed loop's bound.
 //!
 //! Each consumer has its own cluster and is assigned partitions round-robin, positioned at the
 //! log end before the first message is sent. For every (partition, producer) stream it expects
@@ -16,6 +20,7 @@
 //! it knows how many messages each stream should hold and stops when it has them or when the
 //! drain timeout passes, counting what never came as lost.
 
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -261,10 +266,127 @@ struct ProducerResult {
     latency_ns: Histogram<u64>,
 }
 
-/// One record on its way: its pending delivery and when it was meant to be sent.
-struct Pending {
-    delivery: Delivery,
-    intended_ns: u64,
+/// What the acknowledger reports for one batch, in the order the batches were handed to it.
+struct Settled {
+    /// When the batch's completion was seen, from the epoch.
+    completed_ns: u64,
+    /// The batch's outcome, shared by all its records.
+    result: Result<(), String>,
+}
+
+/// The most emptied groups an [`Unacknowledged`] keeps to reuse their allocations.
+const SPARE_GROUPS_MAX: usize = 64;
+
+/// One producer's messages sent and not yet settled, grouped by batch, and the counts and
+/// latencies of those settled so far.
+struct Unacknowledged {
+    /// The intended send times of each batch's records, oldest batch first: the order in which
+    /// the acknowledger reports them.
+    groups: VecDeque<Vec<u64>>,
+    /// The number of batches settled so far: the group number of `groups[0]`.
+    settled_groups: u64,
+    /// Per partition, the number of the group its records join while they land in the same
+    /// batch.
+    open_group: Vec<Option<u64>>,
+    /// Records in `groups`.
+    messages: usize,
+    /// Emptied groups kept for reuse, at most [`SPARE_GROUPS_MAX`].
+    spare: Vec<Vec<u64>>,
+    acknowledged: u64,
+    failed: u64,
+    first_error: Option<String>,
+    last_acknowledged: Duration,
+    latency_ns: Histogram<u64>,
+    progress: Arc<Progress>,
+}
+
+impl Unacknowledged {
+    fn new(partitions: u32, progress: Arc<Progress>) -> Unacknowledged {
+        Unacknowledged {
+            groups: VecDeque::new(),
+            settled_groups: 0,
+            open_group: vec![None; partitions as usize],
+            messages: 0,
+            spare: Vec::new(),
+            acknowledged: 0,
+            failed: 0,
+            first_error: None,
+            last_acknowledged: Duration::ZERO,
+            latency_ns: latency_histogram(),
+            progress,
+        }
+    }
+
+    /// Adds a record just enqueued, placed at `index_in_batch` of a batch of `partition`.
+    /// Returns true when the record opened a new group, whose delivery the acknowledger must
+    /// watch; false when it joined the batch of the record before it in its partition, whose
+    /// delivery is already watched.
+    fn add(&mut self, partition: u32, index_in_batch: u32, intended_ns: u64) -> bool {
+        self.messages += 1;
+        let partition = partition as usize;
+        if partition >= self.open_group.len() {
+            self.open_group.resize(partition + 1, None);
+        }
+        // A record joins its partition's open group when its index follows the group's last
+        // one: the same batch, since a batch's records have consecutive indexes from 0 and all of
+        // this producer's records pass here in enqueue order. A settled group is gone: its
+        // batch was closed, so no later record lands in it.
+        let open = self.open_group[partition]
+            .and_then(|group| group.checked_sub(self.settled_groups))
+            .and_then(|index| self.groups.get_mut(usize::try_from(index).ok()?));
+        if let Some(group) = open {
+            if index_in_batch as usize == group.len() {
+                group.push(intended_ns);
+                return false;
+            }
+        }
+        let mut group = self.spare.pop().unwrap_or_default();
+        group.push(intended_ns);
+        self.open_group[partition] = Some(self.settled_groups + self.groups.len() as u64);
+        self.groups.push_back(group);
+        true
+    }
+
+    /// Records the oldest batch's outcome for each of its records.
+    fn settle(&mut self, settled: Settled) {
+        let Some(mut group) = self.groups.pop_front() else {
+            return;
+        };
+        self.settled_groups += 1;
+        let count = group.len() as u64;
+        self.messages -= group.len();
+        match settled.result {
+            Ok(()) => {
+                self.acknowledged += count;
+                for &intended_ns in &group {
+                    self.latency_ns
+                        .saturating_record(settled.completed_ns.saturating_sub(intended_ns).max(1));
+                }
+                self.last_acknowledged = self
+                    .last_acknowledged
+                    .max(Duration::from_nanos(settled.completed_ns));
+            }
+            Err(error) => {
+                self.failed += count;
+                self.first_error.get_or_insert(error);
+            }
+        }
+        self.progress
+            .acknowledged
+            .fetch_add(count, Ordering::Relaxed);
+        if self.spare.len() < SPARE_GROUPS_MAX {
+            group.clear();
+            self.spare.push(group);
+        }
+    }
+}
+
+/// The producer's ends of the channels to and from its acknowledger.
+struct AcknowledgerLink {
+    /// The first delivery of each batch, in the order the batches were opened.
+    batches: mpsc::Sender<Delivery>,
+    /// Each batch's completion, in the same order.
+    settled: mpsc::Receiver<Settled>,
 }
 
 async fn run_producer(
@@ -274,24 +396,44 @@ async fn run_producer(
     epoch: Instant,
     progress: Arc<Progress>,
 ) -> Result<ProducerResult> {
-    let (pending_sender, pending_receiver) = mpsc::channel(plan.unacked_messages_max);
-    let acknowledger = tokio::spawn(acknowledge(pending_receiver, epoch, progress));
-    let sent = produce_messages(&plan, &producer, producer_index, epoch, &pending_sender).await;
-    // Send what lingers, then let the acknowledger drain.
+    // Neither channel ever waits: each holds at most one entry per unacknowledged batch, and
+    // there are at most `unacked_messages_max` of those.
+    let (batches, batch_receiver) = mpsc::channel(plan.unacked_messages_max);
+    let (settled_sender, settled) = mpsc::channel(plan.unacked_messages_max);
+    let acknowledger = tokio::spawn(acknowledge(batch_receiver, settled_sender, epoch));
+    let mut link = AcknowledgerLink { batches, settled };
+    let mut unacknowledged = Unacknowledged::new(plan.partitions, progress);
+    let sent = produce_messages(
+        &plan,
+        &producer,
+        producer_index,
+        epoch,
+        &mut link,
+        &mut unacknowledged,
+    )
+    .await;
+    // Send what lingers, then settle everything the acknowledger reports until it ends.
     producer.flush().await;
-    drop(pending_sender);
-    let acknowledged = acknowledger
+    let AcknowledgerLink {
+        batches,
+        mut settled,
+    } = link;
+    drop(batches);
+    while let Some(batch) = settled.recv().await {
+        unacknowledged.settle(batch);
+    }
+    acknowledger
         .await
         .context("a producer's acknowledger panicked")?;
     producer.close().await;
     let sent_per_partition = sent?;
     Ok(ProducerResult {
         sent_per_partition,
-        acknowledged: acknowledged.acknowledged,
-        failed: acknowledged.failed,
-        first_error: acknowledged.first_error,
-        last_acknowledged: acknowledged.last_acknowledged,
-        latency_ns: acknowledged.latency_ns,
+        acknowledged: unacknowledged.acknowledged,
+        failed: unacknowledged.failed,
+        first_error: unacknowledged.first_error,
+        last_acknowledged: unacknowledged.last_acknowledged,
+        latency_ns: unacknowledged.latency_ns,
     })
 }
 
@@ -305,7 +447,8 @@ async fn produce_messages(
     producer: &Producer,
     producer_index: u32,
     epoch: Instant,
-    pending: &mpsc::Sender<Pending>,
+    link: &mut AcknowledgerLink,
+    unacknowledged: &mut Unacknowledged,
 ) -> Result<Vec<u64>> {
     let mut sequences = vec![0u64; plan.partitions as usize];
     let mut value = vec![FILLER_BYTE; plan.message_bytes.max(HEADER_BYTES)];
@@ -331,6 +474,14 @@ async fn produce_messages(
     loop {
         if limit.is_some_and(|limit| message_index >= limit) {
             break;
+        }
+        while unacknowledged.messages >= plan.unacked_messages_max {
+            let settled = link
+                .settled
+                .recv()
+                .await
+                .context("a producer's acknowledger stopped early")?;
+            unacknowledged.settle(settled);
         }
         let now_ns = nanoseconds_since(epoch);
         let intended_ns = match plan.schedule {
@@ -374,73 +525,38 @@ async fn produce_messages(
             .await
             .with_context(|| format!("producer {producer_index} cannot enqueue"))?;
         debug_assert_eq!(delivery.partition(), partition);
-        pending
-            .send(Pending {
-                delivery,
-                intended_ns,
-            })
-            .await
-            .context("a producer's acknowledger stopped early")?;
+        if unacknowledged.add(delivery.partition(), delivery.index_in_batch(), intended_ns) {
+            link.batches
+                .send(delivery)
+                .await
+                .context("a producer's acknowledger stopped early")?;
+            // Once per batch, settle what has completed, so the progress display moves.
+            while let Ok(settled) = link.settled.try_recv() {
+                unacknowledged.settle(settled);
+            }
+        }
         message_index += 1;
     }
     Ok(sequences)
 }
 
-struct Acknowledged {
-    acknowledged: u64,
-    failed: u64,
-    first_error: Option<String>,
-    last_acknowledged: Duration,
-    latency_ns: Histogram<u64>,
-}
-
+/// Awaits each batch's first delivery in order and reports when it completed and how.
 async fn acknowledge(
-    mut pending: mpsc::Receiver<Pending>,
+    mut batches: mpsc::Receiver<Delivery>,
+    settled: mpsc::Sender<Settled>,
     epoch: Instant,
-    progress: Arc<Progress>,
-) -> Acknowledged {
-    let mut outcome = Acknowledged {
-        acknowledged: 0,
-        failed: 0,
-        first_error: None,
-        last_acknowledged: Duration::ZERO,
-        latency_ns: latency_histogram(),
-    };
-    // (partition, index in batch, completion time) of the previous delivery: the next record
-    // of the same batch completed at the same moment, so its clock read is skipped.
-    let mut previous: Option<(u32, u32, u64)> = None;
-    while let Some(Pending {
-        delivery,
-        intended_ns,
-    }) = pending.recv().await
-    {
-        let (partition, index) = (delivery.partition(), delivery.index_in_batch());
+) {
+    while let Some(delivery) = batches.recv().await {
         let result = delivery.wait().await;
-        let now_ns = match previous {
-            Some((previous_partition, previous_index, completed_ns))
-                if previous_partition == partition && index == previous_index + 1 =>
-            {
-                completed_ns
-            }
-            _ => nanoseconds_since(epoch),
+        let completed_ns = nanoseconds_since(epoch);
+        let report = Settled {
+            completed_ns,
+            result: result.map(|_| ()).map_err(|error| error.to_string()),
         };
-        previous = Some((partition, index, now_ns));
-        match result {
-            Ok(_) => {
-                outcome.acknowledged += 1;
-                outcome
-                    .latency_ns
-                    .saturating_record(now_ns.saturating_sub(intended_ns).max(1));
-                outcome.last_acknowledged = Duration::from_nanos(now_ns);
-            }
-            Err(error) => {
-                outcome.failed += 1;
-                outcome.first_error.get_or_insert_with(|| error.to_string());
-            }
+        if settled.send(report).await.is_err() {
+            return;
         }
-        progress.acknowledged.fetch_add(1, Ordering::Relaxed);
     }
-    outcome
 }
 
 /// Connects consumer `consumer_index`, assigns its partitions and positions them at the log
@@ -769,6 +885,67 @@ mod tests {
         }
         .encode(&mut value);
         value
+    }
+
+    fn settled(completed_ns: u64) -> Settled {
+        Settled {
+            completed_ns,
+            result: Ok(()),
+        }
+    }
+
+    #[test]
+    fn records_of_one_batch_share_a_group_and_each_gets_its_own_latency() {
+        let progress = Arc::new(Progress::default());
+        let mut unacknowledged = Unacknowledged::new(2, progress.clone());
+        // (partition, index in batch, intended ns, opens a group)
+        let records = [
+            (0, 0, 10, true),
+            (0, 1, 20, false),
+            (1, 0, 25, true),
+            (0, 2, 30, false),
+            (1, 1, 35, false),
+            // Partition 0's next batch.
+            (0, 0, 40, true),
+        ];
+        for (partition, index, intended_ns, opens) in records {
+            assert_eq!(
+                unacknowledged.add(partition, index, intended_ns),
+                opens,
+                "{partition}/{index}"
+            );
+        }
+        assert_eq!(unacknowledged.messages, 6);
+
+        // The first batch (partition 0, three records) completes at 100.
+        unacknowledged.settle(settled(100));
+        assert_eq!(unacknowledged.acknowledged, 3);
+        assert_eq!(unacknowledged.messages, 3);
+        assert_eq!(unacknowledged.latency_ns.len(), 3);
+        assert_eq!(unacknowledged.latency_ns.min(), 70);
+        assert_eq!(unacknowledged.latency_ns.max(), 90);
+        // The second (partition 1, two records) fails: both records fail.
+        unacknowledged.settle(Settled {
+            completed_ns: 120,
+            result: Err("broker said no".to_string()),
+        });
+        assert_eq!(unacknowledged.failed, 2);
+        assert_eq!(
+            unacknowledged.first_error.as_deref(),
+            Some("broker said no")
+        );
+        // A record of partition 1 after its batch settled starts a new group.
+        assert!(unacknowledged.add(1, 0, 130));
+        unacknowledged.settle(settled(150));
+        unacknowledged.settle(settled(160));
+        assert_eq!(unacknowledged.acknowledged, 5);
+        assert_eq!(unacknowledged.messages, 0);
+        assert_eq!(unacknowledged.latency_ns.max(), 110);
+        assert_eq!(unacknowledged.last_acknowledged, Duration::from_nanos(160));
+        assert_eq!(progress.acknowledged.load(Ordering::Relaxed), 7);
+        // Nothing left: a stray report changes nothing.
+        unacknowledged.settle(settled(170));
+        assert_eq!(unacknowledged.acknowledged + unacknowledged.failed, 7);
     }
 
     #[test]
