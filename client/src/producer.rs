@@ -339,14 +339,19 @@ struct CachedTopic {
 ///
 /// `enqueue` used to look its topic up in the cluster's snapshot by name on every record (a read
 /// lock, two `Arc` clones and a SipHash of the name). Here a repeat topic costs one atomic load
-/// (the cluster's generation) and an FxHash of the name under an uncontended lock. The entries are
-/// valid only for the generation they were read under: any refresh, periodic or after an error,
-/// empties the cache, so a record is never placed with a partition count older than the
-/// cluster's snapshot.
+/// (the cluster's generation), under an uncontended lock, and a comparison with the name last
+/// found; another cached topic costs an FxHash of its name. The entries are valid only for the
+/// generation they were read under: any refresh, periodic or after an error, empties the cache,
+/// so a record is never placed with a partition count older than the cluster's snapshot.
 #[derive(Debug, Default)]
 struct TopicCache {
     generation: u64,
-    topics: FxHashMap<Box<str>, CachedTopic>,
+    /// The cached topics, in the order they were cached.
+    entries: Vec<(Arc<str>, CachedTopic)>,
+    /// The index in `entries` of each name.
+    by_name: FxHashMap<Arc<str>, usize>,
+    /// The index in `entries` of the topic found last, tried first.
+    last: usize,
 }
 
 impl TopicCache {
@@ -357,7 +362,14 @@ impl TopicCache {
         if self.generation != generation {
             return None;
         }
-        self.topics.get(name).copied()
+        if let Some((last_name, topic)) = self.entries.get(self.last) {
+            if **last_name == *name {
+                return Some(*topic);
+            }
+        }
+        let index = *self.by_name.get(name)?;
+        self.last = index;
+        self.entries.get(index).map(|(_, topic)| *topic)
     }
 
     /// Caches `topic`, read from metadata of `generation` or newer; ignored when the cache
@@ -367,17 +379,34 @@ impl TopicCache {
         if self.generation != generation {
             return;
         }
-        if self.topics.len() >= TOPIC_CACHE_ENTRIES_MAX {
-            self.topics.clear();
+        if let Some(entry) = self
+            .by_name
+            .get(name)
+            .and_then(|&index| self.entries.get_mut(index))
+        {
+            // Two enqueues missed at once: the later answer is at least as new.
+            entry.1 = topic;
+            return;
         }
-        self.topics.insert(name.into(), topic);
+        if self.entries.len() >= TOPIC_CACHE_ENTRIES_MAX {
+            self.clear();
+        }
+        let name: Arc<str> = name.into();
+        self.by_name.insert(name.clone(), self.entries.len());
+        self.entries.push((name, topic));
     }
 
     fn move_to(&mut self, generation: u64) {
         if generation > self.generation {
-            self.topics.clear();
+            self.clear();
             self.generation = generation;
         }
+    }
+
+    fn clear(&mut self) {
+        self.entries.clear();
+        self.by_name.clear();
+        self.last = 0;
     }
 }
 
@@ -1367,6 +1396,31 @@ mod tests {
     }
 
     #[test]
+    fn the_topic_cache_finds_each_of_several_topics_in_any_order() {
+        let mut cache = TopicCache::default();
+        let topic = |topic_id| CachedTopic {
+            topic_id,
+            partitions: topic_id * 2,
+        };
+        for topic_id in 0..5 {
+            cache.insert(&format!("topic-{topic_id}"), 3, topic(topic_id));
+        }
+        for topic_id in [4, 4, 0, 2, 2, 4, 1, 3, 0] {
+            assert_eq!(
+                cache.get(&format!("topic-{topic_id}"), 3),
+                Some(topic(topic_id))
+            );
+        }
+        // A name that only shares a prefix with the last one found is not it.
+        assert_eq!(cache.get("topic-", 3), None);
+        assert_eq!(cache.get("topic-00", 3), None);
+        // Caching a topic again updates it in place.
+        cache.insert("topic-1", 3, topic(9));
+        assert_eq!(cache.get("topic-1", 3), Some(topic(9)));
+        assert_eq!(cache.entries.len(), 5);
+    }
+
+    #[test]
     fn the_topic_cache_holds_at_most_its_limit() {
         let topic = CachedTopic {
             topic_id: 1,
@@ -1375,7 +1429,8 @@ mod tests {
         let mut cache = TopicCache::default();
         for index in 0..=TOPIC_CACHE_ENTRIES_MAX {
             cache.insert(&format!("topic-{index}"), 1, topic);
-            assert!(cache.topics.len() <= TOPIC_CACHE_ENTRIES_MAX);
+            assert!(cache.entries.len() <= TOPIC_CACHE_ENTRIES_MAX);
+            assert_eq!(cache.by_name.len(), cache.entries.len());
         }
         let last = format!("topic-{TOPIC_CACHE_ENTRIES_MAX}");
         assert_eq!(cache.get(&last, 1), Some(topic));
