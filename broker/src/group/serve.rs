@@ -34,6 +34,7 @@ use crate::metrics::{self, GroupPartitionSeries, GroupSeries};
 use crate::notify::Latch;
 use crate::offsets::{self, OffsetTable};
 use crate::owner;
+use crate::partition::Partition;
 use crate::shard::{PeerReply, PeerRequest, Shard};
 
 /// How often each shard runs its coordinator's timers, in milliseconds: the precision of session
@@ -347,6 +348,14 @@ fn register(shard: &Shard, ticket: Ticket) -> Rc<JoinWaiter> {
 
 /// Appends the output's records, then hands out its join answers.
 async fn finish(shard: &Rc<Shard>, out: Output) {
+    // The coordinator already dropped the expired groups: drop their offsets in the same turn,
+    // before anything waits, so no reader sees a group gone from the list with its offsets
+    // still served. Their tombstones follow.
+    let expired: Vec<_> = out
+        .expired
+        .iter()
+        .map(|group| (group, forget_group(shard, group)))
+        .collect();
     for (group, member, why) in &out.removed {
         info!(%group, %member, why, "group member removed");
     }
@@ -365,10 +374,14 @@ async fn finish(shard: &Rc<Shard>, out: Output) {
         }
         persist(shard, record).await;
     }
-    for group in &out.expired {
+    for (group, forgotten) in expired {
         info!(%group, "group expired: no members for group-offsets-retention-ms");
         metrics::increment(&shard.metrics.groups_expired);
-        if let Err((_, message)) = remove_group(shard, group).await {
+        let written = match forgotten {
+            Ok(partition) => write_tombstone(&partition, group).await,
+            Err(error) => Err(error),
+        };
+        if let Err((_, message)) = written {
             error!(%group, %message, "expired group's tombstone not persisted");
         }
     }
@@ -385,6 +398,13 @@ async fn finish(shard: &Rc<Shard>, out: Output) {
 /// tombstone. On failure the group is gone from memory but may return after a restart; the
 /// error says so.
 async fn remove_group(shard: &Rc<Shard>, group: &str) -> Result<(), (ErrorCode, String)> {
+    let partition = forget_group(shard, group)?;
+    write_tombstone(&partition, group).await
+}
+
+/// Drops the committed offsets of a group the coordinator already removed, without waiting;
+/// returns the offsets partition its tombstone goes to.
+fn forget_group(shard: &Rc<Shard>, group: &str) -> Result<Rc<Partition>, (ErrorCode, String)> {
     let Some(key) = owner::offsets_partition_for(shard, group) else {
         return Err((
             ErrorCode::UnknownServerError,
@@ -392,12 +412,16 @@ async fn remove_group(shard: &Rc<Shard>, group: &str) -> Result<(), (ErrorCode, 
         ));
     };
     shard.forget_group_offsets(key, group);
-    let Some(partition) = shard.partition(key) else {
-        return Err((
+    shard.partition(key).ok_or_else(|| {
+        (
             ErrorCode::NotOwner,
             format!("the group's offsets partition {} is not open here", key.1),
-        ));
-    };
+        )
+    })
+}
+
+/// Appends the tombstone of a forgotten group, so a restart does not bring it back.
+async fn write_tombstone(partition: &Partition, group: &str) -> Result<(), (ErrorCode, String)> {
     let batch = Bytes::from(offsets::encode_tombstone_batch(
         group,
         weir_storage::wall_clock_ms(),
