@@ -75,6 +75,8 @@ pub struct LoadPlan {
     pub stop: Stop,
     /// The open-loop schedule, or `None` for a closed loop.
     pub schedule: Option<Schedule>,
+    /// Open loop: the shortest wait between a producer's sends (see `--pacing-quantum-us`).
+    pub pacing_quantum: Duration,
     /// How producers spread over partitions.
     pub mode: Mode,
     /// `keys[p]` places a record on partition `p`.
@@ -437,10 +439,6 @@ async fn run_producer(
     })
 }
 
-/// The shortest wait of the open-loop producer, in nanoseconds: its wake-ups are at most this
-/// frequent, and this is the most a message is sent late by the generator's own pacing.
-pub const PACING_QUANTUM_NS: u64 = 100_000;
-
 /// Sends one producer's messages; returns how many went to each partition.
 async fn produce_messages(
     plan: &LoadPlan,
@@ -495,7 +493,8 @@ async fn produce_messages(
                     // At least one quantum per wait: each wake-up sends every message due by
                     // then, so a high rate costs at most one wake-up per quantum, and no message
                     // goes out more than a quantum (plus the wake-up latency) late.
-                    let wake_ns = intended_ns.max(now_ns + PACING_QUANTUM_NS);
+                    let quantum_ns = u64::try_from(plan.pacing_quantum.as_nanos()).unwrap_or(0);
+                    let wake_ns = intended_ns.max(now_ns + quantum_ns);
                     pacer
                         .sleep_until(epoch + Duration::from_nanos(wake_ns))
                         .await

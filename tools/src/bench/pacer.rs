@@ -8,7 +8,7 @@
 //! whole service time of a small batch. A [`Pacer`] waits on a Linux timerfd (CLOCK_MONOTONIC,
 //! the clock of [`Instant`], with nanosecond resolution) registered with the tokio reactor, so a
 //! wait ends within the kernel's wake-up latency of its deadline, tens of microseconds here.
-//! The producer waits at least `load::PACING_QUANTUM_NS` each time and then sends every message
+//! The producer waits at least `--pacing-quantum-us` each time and then sends every message
 //! due, so at high rates it wakes at most once per quantum rather than once per message.
 //!
 //! Invariant: a wait never ends before its deadline (the timer is armed with the time left, and

@@ -236,6 +236,7 @@ impl UslSweepArgs {
             messages: self.messages,
             duration_s: self.duration_s,
             rate: None,
+            pacing_quantum_us: bench::PACING_QUANTUM_US_DEFAULT,
             unacked_messages_max: UNACKED_MESSAGES_MAX,
             mode: plan.mode,
             drain_timeout_s: DRAIN_TIMEOUT_S,
