@@ -180,6 +180,9 @@ parts.append(f"broker CPU {broker['cpu_s_per_million_records']:.2f} s/M records"
 parts.append(f"generator CPU {summary['generator_cpu_s']:.2f} s")
 if broker.get("cpu_wait_s") is not None and summary.get("generator_cpu_wait_s") is not None:
     parts.append(f"waited for a CPU: broker {broker['cpu_wait_s']:.2f} s, generator {summary['generator_cpu_wait_s']:.2f} s")
+machine = summary.get("machine_cpu")
+if machine is not None:
+    parts.append(f"machine idle {machine['idle_s']:.2f} s, steal {machine['steal_s']:.2f} s")
 parts.append(f"forwarded {broker['forwarded_requests_delta']:.0f}")
 print("  " + ", ".join(parts))
 EOF

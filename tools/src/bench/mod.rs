@@ -517,6 +517,7 @@ async fn run_on_topic(
     });
     let generator_before = probe::read_cpu_ticks(std::process::id()).ok();
     let generator_wait_before = probe::read_run_queue_wait_ns(std::process::id()).ok();
+    let machine_before = probe::read_machine_ticks().ok();
     let started = Instant::now();
     let outcome = if args.read_existing {
         load::read_existing(&plan, PRODUCERS_MAX, progress).await
@@ -526,6 +527,7 @@ async fn run_on_topic(
     let wall = started.elapsed();
     let generator_after = probe::read_cpu_ticks(std::process::id()).ok();
     let generator_wait_after = probe::read_run_queue_wait_ns(std::process::id()).ok();
+    let machine_after = probe::read_machine_ticks().ok();
     let _ = stop_ticker.send(());
     if let Some(ticker) = ticker {
         let _ = ticker.await;
@@ -538,6 +540,15 @@ async fn run_on_topic(
 
     let mut summary = summarise(&plan, &outcome, &before, &after, notes);
     summary.generator_cpu_s = generator_cpu_s;
+    summary.machine_cpu = machine_before.zip(machine_after).map(|(before, after)| {
+        let grown = after.since(&before);
+        report::MachineCpu {
+            user_s: ticks_to_seconds(grown.user),
+            system_s: ticks_to_seconds(grown.system),
+            idle_s: ticks_to_seconds(grown.idle),
+            steal_s: ticks_to_seconds(grown.steal),
+        }
+    });
     summary.generator_cpu_wait_s = generator_wait_before
         .zip(generator_wait_after)
         .map(|(before, after)| after.saturating_sub(before) as f64 / 1e9);
@@ -659,6 +670,7 @@ fn summarise(
         },
         generator_cpu_s: None,
         generator_cpu_wait_s: None,
+        machine_cpu: None,
     }
 }
 

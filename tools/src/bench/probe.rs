@@ -144,6 +144,73 @@ pub fn read_run_queue_wait_ns(pid: u32) -> Result<u64, ProbeError> {
     Ok(total)
 }
 
+/// The machine's CPU time by state, summed over all CPUs, from the `cpu` line of `/proc/stat`,
+/// in clock ticks.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct MachineTicks {
+    /// User mode, niced included.
+    pub user: u64,
+    /// Kernel mode, interrupts and softirqs included.
+    pub system: u64,
+    /// Idle, waiting for I/O included.
+    pub idle: u64,
+    /// Taken by the hypervisor for other guests while this machine had work (a virtual
+    /// machine's steal time).
+    pub steal: u64,
+}
+
+impl MachineTicks {
+    /// The growth from `earlier` to `self`, state by state.
+    pub fn since(&self, earlier: &MachineTicks) -> MachineTicks {
+        MachineTicks {
+            user: self.user.saturating_sub(earlier.user),
+            system: self.system.saturating_sub(earlier.system),
+            idle: self.idle.saturating_sub(earlier.idle),
+            steal: self.steal.saturating_sub(earlier.steal),
+        }
+    }
+}
+
+/// Parses the aggregate `cpu` line of `/proc/stat`: user, nice, system, idle, iowait, irq,
+/// softirq, steal (kernels before 2.6.11 lack steal; it then counts as 0).
+pub fn parse_machine_ticks(text: &str) -> Result<MachineTicks, ProbeError> {
+    let line = text
+        .lines()
+        .find(|line| line.split_whitespace().next() == Some("cpu"))
+        .ok_or_else(|| ProbeError::ProcStat("/proc/stat has no aggregate cpu line".to_string()))?;
+    let fields: Vec<u64> = line
+        .split_whitespace()
+        .skip(1)
+        .map(|field| {
+            field.parse().map_err(|_| {
+                ProbeError::ProcStat(format!(
+                    "/proc/stat cpu field {field:?} is not a tick count"
+                ))
+            })
+        })
+        .collect::<Result<_, _>>()?;
+    if fields.len() < 7 {
+        return Err(ProbeError::ProcStat(format!(
+            "/proc/stat cpu line has {} fields, expected at least 7",
+            fields.len()
+        )));
+    }
+    Ok(MachineTicks {
+        user: fields[0] + fields[1],
+        system: fields[2] + fields[5] + fields[6],
+        idle: fields[3] + fields[4],
+        steal: fields.get(7).copied().unwrap_or(0),
+    })
+}
+
+/// Reads the machine's CPU ticks by state.
+pub fn read_machine_ticks() -> Result<MachineTicks, ProbeError> {
+    let path = "/proc/stat".to_string();
+    let text =
+        std::fs::read_to_string(&path).map_err(|source| ProbeError::Read { path, source })?;
+    parse_machine_ticks(&text)
+}
+
 /// The kernel's clock ticks per second (`sysconf(_SC_CLK_TCK)`), the unit of [`CpuTicks`].
 pub fn clock_ticks_per_second() -> u64 {
     // SAFETY: sysconf only reads a configuration value.
@@ -363,6 +430,45 @@ mod tests {
         let ticks = read_cpu_ticks(std::process::id()).expect("own /proc/<pid>/stat");
         assert!(ticks.total() < u64::MAX);
         assert!(clock_ticks_per_second() > 0);
+    }
+
+    #[test]
+    fn proc_stat_cpu_line_gives_the_machine_ticks_by_state() {
+        let text = "cpu  100 5 40 900 30 2 8 17 0 0\ncpu0 50 2 20 450 15 1 4 9 0 0\nintr 1\n";
+        let ticks = parse_machine_ticks(text).expect("valid /proc/stat");
+        assert_eq!(
+            ticks,
+            MachineTicks {
+                user: 105,
+                system: 50,
+                idle: 930,
+                steal: 17
+            }
+        );
+        let earlier = MachineTicks {
+            user: 5,
+            system: 10,
+            idle: 30,
+            steal: 20,
+        };
+        assert_eq!(
+            ticks.since(&earlier),
+            MachineTicks {
+                user: 100,
+                system: 40,
+                idle: 900,
+                steal: 0
+            }
+        );
+        for bad in [
+            "",
+            "cpu0 1 2 3 4 5 6 7\n",
+            "cpu 1 2 3\n",
+            "cpu 1 2 x 4 5 6 7 8\n",
+        ] {
+            assert!(parse_machine_ticks(bad).is_err(), "{bad:?}");
+        }
+        assert!(read_machine_ticks().is_ok(), "this machine's /proc/stat");
     }
 
     #[test]

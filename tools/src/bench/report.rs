@@ -134,6 +134,22 @@ pub struct Summary {
     pub generator_cpu_s: Option<f64>,
     /// Seconds this generator's threads were runnable but waiting for a CPU over the load.
     pub generator_cpu_wait_s: Option<f64>,
+    /// The whole machine's CPU time by state over the load, all CPUs summed.
+    pub machine_cpu: Option<MachineCpu>,
+}
+
+/// The whole machine's CPU seconds by state over a run, all CPUs summed: what else ran, how
+/// much was idle, and how much a hypervisor took.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct MachineCpu {
+    /// User mode, niced included.
+    pub user_s: f64,
+    /// Kernel mode, interrupts and softirqs included.
+    pub system_s: f64,
+    /// Idle, waiting for I/O included.
+    pub idle_s: f64,
+    /// Steal: time the hypervisor ran other guests while this machine had work.
+    pub steal_s: f64,
 }
 
 /// Both latency distributions.
@@ -255,6 +271,13 @@ pub fn write_table(
             .collect();
         writeln!(out, "waited for a CPU:          {}", waits.join(", "))?;
     }
+    if let Some(machine) = summary.machine_cpu {
+        writeln!(
+            out,
+            "machine CPU:               user {:.2} s, system {:.2} s, idle {:.2} s, steal {:.2} s",
+            machine.user_s, machine.system_s, machine.idle_s, machine.steal_s
+        )?;
+    }
     for note in &summary.broker.notes {
         writeln!(out, "note: {note}")?;
     }
@@ -319,6 +342,12 @@ mod tests {
             },
             generator_cpu_s: Some(0.5),
             generator_cpu_wait_s: Some(0.25),
+            machine_cpu: Some(MachineCpu {
+                user_s: 1.0,
+                system_s: 0.5,
+                idle_s: 0.25,
+                steal_s: 0.125,
+            }),
         };
         let histograms = Histograms {
             produce_ack: None,
@@ -334,6 +363,7 @@ mod tests {
             "note: broker CPU not measured",
             "generator CPU:             0.50 s",
             "waited for a CPU:          generator 0.25 s",
+            "machine CPU:               user 1.00 s, system 0.50 s, idle 0.25 s, steal 0.12 s",
         ] {
             assert!(table.contains(needle), "{needle:?} missing from:\n{table}");
         }

@@ -947,6 +947,7 @@ mod tests {
             },
             generator_cpu_s: None,
             generator_cpu_wait_s: None,
+            machine_cpu: None,
         }
     }
 
