@@ -69,10 +69,11 @@ pub struct ConsumerConfig {
     pub fetch_max_wait_ms: u32,
     /// A fetch answers as soon as this many record bytes are available.
     pub fetch_min_bytes: u32,
-    /// The most record bytes in one fetch answer (one shard's partitions together).
+    /// The most record bytes in one fetch answer (one shard's partitions together); capped at
+    /// what one response frame of the connection's `frame_bytes_max` can carry.
     pub fetch_bytes_max: u32,
     /// The most record bytes per partition in one fetch answer (a larger first batch is still
-    /// returned whole).
+    /// returned whole); capped like `fetch_bytes_max`.
     pub partition_fetch_bytes_max: u32,
     /// Where to start without a position or a committed offset.
     pub offset_reset: OffsetReset,
@@ -1139,9 +1140,17 @@ impl Consumer {
                     partition_max_bytes: self.config.partition_fetch_bytes_max,
                 });
         }
+        let frame_bytes_max = self.cluster.config().connection.frame_bytes_max;
         let remaining_ms = deadline.saturating_duration_since(now).as_millis();
         let max_wait_ms = (remaining_ms.min(u128::from(self.config.fetch_max_wait_ms))) as u32;
-        for (address, entries) in by_address {
+        for (address, mut entries) in by_address {
+            // An answer larger than the connection's frame limit could never be read (the
+            // connection would fail and the fetch be retried for ever): ask for at most what
+            // one frame carries besides the answer's framing.
+            let room = fetch_room_bytes(frame_bytes_max, entries.len());
+            for entry in &mut entries {
+                entry.partition_max_bytes = entry.partition_max_bytes.min(room);
+            }
             let fetched_from = entries
                 .iter()
                 .map(|entry| {
@@ -1155,7 +1164,7 @@ impl Consumer {
             let request = FetchRequest {
                 max_wait_ms,
                 min_bytes: self.config.fetch_min_bytes,
-                max_bytes: self.config.fetch_bytes_max,
+                max_bytes: self.config.fetch_bytes_max.min(room),
                 entries,
             };
             let cluster = self.cluster.clone();
@@ -1240,6 +1249,22 @@ impl Consumer {
             }
         }
     }
+}
+
+/// Bytes of a fetch answer's framing allowed for besides its records: the frame and response
+/// headers, plus this much per partition entry (its fields, and an error message if any).
+const FETCH_ANSWER_FRAMING_BYTES: u32 = 64 * 1024;
+/// Per partition entry; see [`FETCH_ANSWER_FRAMING_BYTES`].
+const FETCH_ANSWER_ENTRY_FRAMING_BYTES: u32 = 1024;
+
+/// The most record bytes a fetch of `entries` partitions may ask for so that the answer fits a
+/// frame of `frame_bytes_max` bytes (at least one byte: the broker still returns a first batch
+/// whole).
+fn fetch_room_bytes(frame_bytes_max: u32, entries: usize) -> u32 {
+    let entries = u32::try_from(entries).unwrap_or(u32::MAX);
+    let framing = FETCH_ANSWER_FRAMING_BYTES
+        .saturating_add(entries.saturating_mul(FETCH_ANSWER_ENTRY_FRAMING_BYTES));
+    frame_bytes_max.saturating_sub(framing).max(1)
 }
 
 enum PartitionErrorAction {
@@ -1422,4 +1447,22 @@ async fn fetch_committed(
         }
     }
     Ok(committed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_fetch_asks_for_no_more_than_its_answer_frame_carries() {
+        let frame = 16 << 20;
+        assert_eq!(
+            fetch_room_bytes(frame, 1),
+            frame - FETCH_ANSWER_FRAMING_BYTES - FETCH_ANSWER_ENTRY_FRAMING_BYTES
+        );
+        assert!(fetch_room_bytes(frame, 1_000) < fetch_room_bytes(frame, 1));
+        // Framing larger than the frame still asks for a byte: the first batch comes whole.
+        assert_eq!(fetch_room_bytes(4096, 10), 1);
+        assert_eq!(fetch_room_bytes(frame, usize::MAX), 1);
+    }
 }

@@ -155,7 +155,8 @@ pub struct BenchArgs {
     pub drain_timeout_s: u64,
     /// The most bytes one fetch returns per partition (the consumer's
     /// `partition_fetch_bytes_max`, whose client default of 1 MiB holds a single batch of
-    /// 1,000 1 KiB records, so each batch would cost a round trip).
+    /// 1,000 1 KiB records, so each batch would cost a round trip). The client caps it at what
+    /// one response frame carries (16 MiB frames by default).
     #[arg(long, default_value_t = PARTITION_FETCH_BYTES_MAX_DEFAULT, value_name = "BYTES",
           value_parser = clap::value_parser!(u32).range(1..))]
     pub partition_fetch_bytes_max: u32,
