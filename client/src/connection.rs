@@ -8,9 +8,11 @@
 //!   permit), and the writer's queue is bounded by the same number;
 //! - the read buffer never holds more than one frame of at most `frame_bytes_max` bytes plus one
 //!   read's worth;
-//! - when the connection fails (I/O error, end of stream, a frame that cannot be decoded), every
-//!   pending and every later request fails with [`Error::ConnectionLost`], which is retriable;
-//!   the connection never recovers, and the owner replaces it with a new one;
+//! - when the connection fails, every pending and every later request fails: after an I/O
+//!   error or the end of the stream with [`Error::ConnectionLost`], which is retriable; after a
+//!   frame that cannot be decoded (over `frame_bytes_max`, or breaking the protocol) with
+//!   [`Error::Protocol`], which is not, since the same answer would come again. The connection
+//!   never recovers, and the owner replaces it with a new one;
 //! - a response's throttle time delays the next frame the writer sends, so a throttled client
 //!   slows down instead of being cut off.
 //!
@@ -73,7 +75,8 @@ type ResponseSender = oneshot::Sender<Result<ResponseFrame, Error>>;
 struct Pending {
     waiting: HashMap<u32, ResponseSender>,
     /// Set once the connection failed; every later request fails with it.
-    failure: Option<String>,
+    /// Why the connection failed, once it has: what every later request fails with.
+    failure: Option<Error>,
 }
 
 struct Shared {
@@ -87,32 +90,35 @@ struct Shared {
 
 impl Shared {
     /// Fails every pending request and marks the connection failed with `reason`.
+    /// Ends the connection after a transport failure; its requests may be retried.
     fn fail(&self, reason: String) {
-        let waiting = {
+        self.fail_with(Error::ConnectionLost {
+            address: self.address.clone(),
+            reason,
+        });
+    }
+
+    /// Ends the connection with `error`, which every waiting and later request gets.
+    fn fail_with(&self, error: Error) {
+        let (waiting, error) = {
             let mut pending = lock(&self.pending);
-            if pending.failure.is_none() {
-                pending.failure = Some(reason.clone());
-            }
-            std::mem::take(&mut pending.waiting)
+            let error = pending.failure.get_or_insert(error).clone();
+            (std::mem::take(&mut pending.waiting), error)
         };
         self.inflight.close();
         for (_, sender) in waiting {
-            let _ = sender.send(Err(Error::ConnectionLost {
-                address: self.address.clone(),
-                reason: reason.clone(),
-            }));
+            let _ = sender.send(Err(error.clone()));
         }
     }
 
     fn lost(&self) -> Error {
-        let reason = lock(&self.pending)
+        lock(&self.pending)
             .failure
             .clone()
-            .unwrap_or_else(|| "connection closed".to_string());
-        Error::ConnectionLost {
-            address: self.address.clone(),
-            reason,
-        }
+            .unwrap_or_else(|| Error::ConnectionLost {
+                address: self.address.clone(),
+                reason: "connection closed".to_string(),
+            })
     }
 }
 
@@ -418,7 +424,15 @@ async fn read_loop(mut read_half: OwnedReadHalf, shared: Arc<Shared>, frame_byte
                 Ok(Some(frame)) => deliver(&shared, frame),
                 Ok(None) => break,
                 Err(error) => {
-                    shared.fail(format!("undecodable response frame: {error}"));
+                    // Not a transport failure: the same answer would come again (a frame over
+                    // this client's limit, or one that breaks the protocol), so retrying
+                    // cannot help. The requests fail with a protocol error instead.
+                    shared.fail_with(Error::Protocol {
+                        address: shared.address.clone(),
+                        reason: format!(
+                            "undecodable response frame: {error} (frame_bytes_max {frame_bytes_max})"
+                        ),
+                    });
                     return;
                 }
             }

@@ -1229,6 +1229,50 @@ async fn responses_answered_out_of_order_reach_their_own_callers() {
 }
 
 #[tokio::test]
+async fn an_answer_over_the_frame_limit_fails_its_requests_with_a_protocol_error_not_a_retriable_one(
+) {
+    let (server, address) = ScriptedServer::start().await;
+    let config = ConnectionConfig {
+        frame_bytes_max: 4096,
+        ..ConnectionConfig::default()
+    };
+    let connection = Connection::connect(&address, config)
+        .await
+        .expect("connect");
+    let calls: Vec<_> = (0..2)
+        .map(|_| {
+            let connection = connection.clone();
+            tokio::spawn(async move { connection.request(&MetadataRequest::default()).await })
+        })
+        .collect();
+    let (mut stream, frames) = within(server.accept_and_read(2)).await;
+    // A metadata answer naming a topic long enough to outgrow the client's 4 KiB frames.
+    let mut out = BytesMut::new();
+    metadata_with_topic(&"t".repeat(8192))
+        .encode_frame(frames[0].header.correlation_id(), 0, &mut out)
+        .expect("encode");
+    stream.write_all(&out).await.expect("write");
+    for call in calls {
+        let error = within(call)
+            .await
+            .expect("task")
+            .expect_err("the answer cannot be read");
+        assert!(matches!(error, Error::Protocol { .. }), "{error}");
+        assert!(!error.is_retriable(), "the same answer would come again");
+        assert!(
+            error.to_string().contains("frame_bytes_max 4096"),
+            "{error}"
+        );
+    }
+    assert!(connection.is_closed());
+    let later = connection
+        .request(&MetadataRequest::default())
+        .await
+        .expect_err("the connection is closed");
+    assert!(matches!(later, Error::Protocol { .. }), "{later}");
+}
+
+#[tokio::test]
 async fn a_lost_connection_fails_every_pending_request_with_a_retriable_error() {
     let (server, address) = ScriptedServer::start().await;
     let connection = Connection::connect(&address, ConnectionConfig::default())
