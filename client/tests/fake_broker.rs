@@ -1151,6 +1151,19 @@ where
     outputs
 }
 
+/// Sends `count` metadata requests on `connection` at once, each from its own task.
+fn spawn_metadata_requests(
+    connection: &Connection,
+    count: usize,
+) -> Vec<tokio::task::JoinHandle<Result<MetadataResponse, Error>>> {
+    (0..count)
+        .map(|_| {
+            let connection = connection.clone();
+            tokio::spawn(async move { connection.request(&MetadataRequest::default()).await })
+        })
+        .collect()
+}
+
 /// A hand-driven server: answers requests in an order the test chooses, or hangs up.
 struct ScriptedServer {
     listener: TcpListener,
@@ -1239,12 +1252,7 @@ async fn an_answer_over_the_frame_limit_fails_its_requests_with_a_protocol_error
     let connection = Connection::connect(&address, config)
         .await
         .expect("connect");
-    let calls: Vec<_> = (0..2)
-        .map(|_| {
-            let connection = connection.clone();
-            tokio::spawn(async move { connection.request(&MetadataRequest::default()).await })
-        })
-        .collect();
+    let calls = spawn_metadata_requests(&connection, 2);
     let (mut stream, frames) = within(server.accept_and_read(2)).await;
     // A metadata answer naming a topic long enough to outgrow the client's 4 KiB frames.
     let mut out = BytesMut::new();
@@ -1278,12 +1286,7 @@ async fn a_lost_connection_fails_every_pending_request_with_a_retriable_error() 
     let connection = Connection::connect(&address, ConnectionConfig::default())
         .await
         .expect("connect");
-    let calls: Vec<_> = (0..3)
-        .map(|_| {
-            let connection = connection.clone();
-            tokio::spawn(async move { connection.request(&MetadataRequest::default()).await })
-        })
-        .collect();
+    let calls = spawn_metadata_requests(&connection, 3);
     let (stream, _frames) = within(server.accept_and_read(3)).await;
     drop(stream);
     for call in calls {
