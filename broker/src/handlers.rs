@@ -700,7 +700,12 @@ async fn first_of(futures: &mut [Pin<Box<dyn Future<Output = ()> + '_>>]) {
     .await
 }
 
-async fn list_offsets(shard: &Rc<Shard>, request: ListOffsetsRequest) -> ListOffsetsResponse {
+/// Answers a ListOffsets by asking each partition's owning shard; a partition whose owner did
+/// not answer gets `not_owner`.
+pub(crate) async fn list_offsets(
+    shard: &Rc<Shard>,
+    request: ListOffsetsRequest,
+) -> ListOffsetsResponse {
     let keys: Vec<PartitionKey> = request
         .entries
         .iter()

@@ -872,19 +872,14 @@ impl Consumer {
         let joined = self.cluster.control_request(&join).await?;
         let membership = self.membership.as_mut().ok_or(Error::Closed)?;
         membership.owned_before = owned_before;
-        match join_action(joined.error_code) {
-            JoinAction::Proceed => {}
-            JoinAction::Retry => return Ok(false),
-            JoinAction::RetryAsNewMember => {
-                membership.member_id.clear();
-                return Ok(false);
-            }
-            JoinAction::Fail => {
-                return Err(Error::Broker {
-                    code: joined.error_code,
-                    message: format!("join group \"{}\": {}", join.group_id, joined.error_message),
-                })
-            }
+        if !join_step(
+            membership,
+            joined.error_code,
+            &joined.error_message,
+            "join",
+            &join.group_id,
+        )? {
+            return Ok(false);
         }
         membership.member_id = joined.member_id.clone();
         let sync = SyncGroupRequest {
@@ -894,19 +889,14 @@ impl Consumer {
         };
         let synced = self.cluster.control_request(&sync).await?;
         let membership = self.membership.as_mut().ok_or(Error::Closed)?;
-        match join_action(synced.error_code) {
-            JoinAction::Proceed => {}
-            JoinAction::Retry => return Ok(false),
-            JoinAction::RetryAsNewMember => {
-                membership.member_id.clear();
-                return Ok(false);
-            }
-            JoinAction::Fail => {
-                return Err(Error::Broker {
-                    code: synced.error_code,
-                    message: format!("sync group \"{}\": {}", join.group_id, synced.error_message),
-                })
-            }
+        if !join_step(
+            membership,
+            synced.error_code,
+            &synced.error_message,
+            "sync",
+            &join.group_id,
+        )? {
+            return Ok(false);
         }
         membership.generation = joined.generation;
         membership.last_auto_commit = Instant::now();
@@ -1248,6 +1238,30 @@ impl Consumer {
                 tracing::debug!(%refresh_error, "metadata refresh after a failed fetch failed");
             }
         }
+    }
+}
+
+/// What a JoinGroup or SyncGroup answer (`step`) means for the join loop: `Ok(true)` to go on,
+/// `Ok(false)` to join again (as a new member if the coordinator no longer knows this one), or
+/// the error that ends it.
+fn join_step(
+    membership: &mut Membership,
+    code: ErrorCode,
+    message: &str,
+    step: &str,
+    group: &str,
+) -> Result<bool, Error> {
+    match join_action(code) {
+        JoinAction::Proceed => Ok(true),
+        JoinAction::Retry => Ok(false),
+        JoinAction::RetryAsNewMember => {
+            membership.member_id.clear();
+            Ok(false)
+        }
+        JoinAction::Fail => Err(Error::Broker {
+            code,
+            message: format!("{step} group \"{group}\": {message}"),
+        }),
     }
 }
 

@@ -612,6 +612,19 @@ fn client_config(address: &str) -> ClientConfig {
     ClientConfig::new(address)
 }
 
+/// Polls until the consumer has joined `generation`, within the test deadline.
+async fn poll_until_generation(consumer: &mut Consumer, generation: i32) {
+    within(async {
+        while consumer.generation() != Some(generation) {
+            consumer
+                .poll(Duration::from_millis(50))
+                .await
+                .expect("poll");
+        }
+    })
+    .await;
+}
+
 async fn within<T>(future: impl std::future::Future<Output = T>) -> T {
     tokio::time::timeout(DEADLINE, future)
         .await
@@ -1533,15 +1546,7 @@ async fn a_subscribed_consumer_commits_revokes_and_rejoins_with_its_partitions_o
     // The coordinator starts a rebalance: the next heartbeat says so, and a poll commits,
     // revokes and rejoins, naming the partitions it owned.
     broker.state().heartbeat_answer = ErrorCode::RebalanceInProgress;
-    within(async {
-        while consumer.generation() != Some(2) {
-            consumer
-                .poll(Duration::from_millis(50))
-                .await
-                .expect("poll");
-        }
-    })
-    .await;
+    poll_until_generation(&mut consumer, 2).await;
     within(consumer.close()).await.expect("close");
 
     let log = log.lock().expect("log").clone();
@@ -1651,15 +1656,7 @@ async fn a_fenced_member_rejoins_as_a_new_member_keeping_its_owned_partitions() 
         .expect("poll");
     assert_eq!(consumer.generation(), Some(1));
     broker.state().heartbeat_answer = ErrorCode::UnknownMemberId;
-    within(async {
-        while consumer.generation() != Some(2) {
-            consumer
-                .poll(Duration::from_millis(50))
-                .await
-                .expect("poll");
-        }
-    })
-    .await;
+    poll_until_generation(&mut consumer, 2).await;
     let log = log.lock().expect("log").clone();
     assert_eq!(
         log,

@@ -23,13 +23,13 @@ use weir_proto::wire::{
     DeleteGroupResult, DeleteGroupsRequest, DeleteGroupsResponse, DescribeGroupsRequest,
     DescribeGroupsResponse, ErrorCode, GroupDescription, GroupListing, HeartbeatRequest,
     HeartbeatResponse, JoinGroupRequest, JoinGroupResponse, LeaveGroupRequest, LeaveGroupResponse,
-    ListGroupsResponse, ListOffsetsPartition, ListOffsetsPartitionResult, OffsetQuery,
-    SyncGroupRequest, SyncGroupResponse, TopicPartition, GENERATION_NONE,
+    ListGroupsResponse, ListOffsetsPartition, ListOffsetsRequest, OffsetQuery, SyncGroupRequest,
+    SyncGroupResponse, TopicPartition, GENERATION_NONE,
 };
 
 use super::{fill_lag, Coordinator, GroupMetricsRow, JoinOutcome, Output, Ticket, TopicLookup};
 use crate::catalog::{Catalog, TopicId};
-use crate::handlers::run_on_owners;
+use crate::handlers;
 use crate::metrics::{self, GroupPartitionSeries, GroupSeries};
 use crate::notify::Latch;
 use crate::offsets::{self, OffsetTable};
@@ -604,26 +604,9 @@ async fn log_offsets(
             })
         })
         .collect();
-    let merge = run_on_owners(
-        shard,
-        entries,
-        |e| (e.topic_id, e.partition),
-        |share| owner::list_offsets(shard, share),
-        PeerRequest::ListOffsets,
-        |reply| match reply {
-            PeerReply::ListOffsets(results) => Some(results),
-            _ => None,
-        },
-    )
-    .await;
-    let results = merge.finish(|_| ListOffsetsPartitionResult {
-        topic_id: 0,
-        partition: 0,
-        error_code: ErrorCode::NotOwner,
-        error_message: String::new(),
-        offset: -1,
-        timestamp_ms: -1,
-    });
+    let results = handlers::list_offsets(shard, ListOffsetsRequest { entries })
+        .await
+        .entries;
     let mut offsets = HashMap::with_capacity(partitions.len());
     for (index, partition) in partitions.iter().enumerate() {
         let (Some(start), Some(end)) = (results.get(2 * index), results.get(2 * index + 1)) else {

@@ -464,6 +464,7 @@ async fn produce_messages(
         Stop::Messages(_) => u64::MAX,
     };
     // Open loop: sub-millisecond waits, so the generator itself sends on time (see `pacer`).
+    let pacing_quantum_ns = u64::try_from(plan.pacing_quantum.as_nanos()).unwrap_or(u64::MAX);
     let mut pacer = match plan.schedule {
         Some(_) => Some(Pacer::new().context("cannot create the open-loop send timer")?),
         None => None,
@@ -493,8 +494,7 @@ async fn produce_messages(
                     // At least one quantum per wait: each wake-up sends every message due by
                     // then, so a high rate costs at most one wake-up per quantum, and no message
                     // goes out more than a quantum (plus the wake-up latency) late.
-                    let quantum_ns = u64::try_from(plan.pacing_quantum.as_nanos()).unwrap_or(0);
-                    let wake_ns = intended_ns.max(now_ns + quantum_ns);
+                    let wake_ns = intended_ns.max(now_ns.saturating_add(pacing_quantum_ns));
                     pacer
                         .sleep_until(epoch + Duration::from_nanos(wake_ns))
                         .await
